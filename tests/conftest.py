@@ -1,0 +1,28 @@
+"""Shared fixtures: small images made here (never ../shared), and a tiny pipeline that is fast on CPU."""
+
+import numpy as np
+import pytest
+import torch
+from skimage.data import astronaut
+
+from unmask_hf import UnmaskPipeline
+from unmask_hf.models import EditGenerator, MapGenerator
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def astronaut_rgb() -> np.ndarray:
+    """scikit-image's public-domain astronaut photo, 512×512 RGB uint8."""
+    return astronaut()
+
+
+def make_tiny_pipeline(image_size: int = 64, seed: int = 0) -> UnmaskPipeline:
+    torch.manual_seed(seed)
+    small = dict(base_channels=8, max_channels=16, depth=4, image_size=image_size)
+    return UnmaskPipeline(MapGenerator(**small), EditGenerator(**small), device="cpu", info={"status": "untrained"})
+
+
+@pytest.fixture
+def tiny_pipeline() -> UnmaskPipeline:
+    return make_tiny_pipeline()

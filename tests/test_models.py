@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from unmask_hf.models import EditGenerator, MapGenerator, MaskRegionDiscriminator, WholeDiscriminator, composite
+from unmask_hf.models.discriminators import mask_boxes
+
+
+@pytest.mark.parametrize("size,depth", [(64, 4), (128, 5), (256, 5)])
+def test_generator_shapes(size, depth):
+    x = torch.randn(2, 3, size, size)
+    m = (torch.rand(2, 1, size, size) > 0.5).float()
+    kw = dict(base_channels=8, max_channels=32, depth=depth, image_size=size)
+    out = MapGenerator(**kw)(x)
+    assert out.shape == (2, 1, size, size) and out.abs().max() <= 1
+    assert EditGenerator(**kw)(x, m).shape == (2, 3, size, size)
+
+
+def test_map_probability_matches_tanh():
+    gen = MapGenerator(base_channels=8, max_channels=16, depth=4, image_size=64).eval()
+    x = torch.randn(1, 3, 64, 64)
+    torch.testing.assert_close(gen.probability(x), (gen(x) + 1) / 2, atol=1e-6, rtol=0)
+
+
+def test_composite_keeps_outside_pixels():
+    gen = EditGenerator(base_channels=8, max_channels=16, depth=4, image_size=64)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    m = torch.zeros(2, 1, 64, 64)
+    m[:, :, 30:50, 10:40] = 1
+    out = gen(x, m)
+    assert torch.equal(out[m.expand_as(out) == 0], x[m.expand_as(x) == 0])
+    torch.testing.assert_close(composite(x, torch.zeros_like(x), m), x * (1 - m))
+
+
+def test_default_sizes_within_budget():
+    params = sum(p.numel() for g in (MapGenerator(), EditGenerator()) for p in g.parameters())
+    assert params <= 8_000_000
+    assert params * 2 <= 16 * 2**20  # fp16 bytes
+
+
+def test_discriminators():
+    x = torch.randn(3, 3, 128, 128)
+    m = torch.zeros(3, 1, 128, 128)
+    m[0, :, 70:120, 30:100] = 1
+    m[1, :, 0:5, 0:5] = 1  # tiny region: box grows to the minimum size
+    assert WholeDiscriminator()(x).shape[:2] == (3, 1)
+    region = MaskRegionDiscriminator(region_size=64)
+    assert region.crop(x, m).shape == (3, 4, 64, 64)
+    assert region(x, m).shape[:2] == (3, 1)
+    boxes = mask_boxes(m)
+    side = boxes[:, 2] - boxes[:, 0]
+    assert torch.allclose(side, boxes[:, 3] - boxes[:, 1])  # square
+    assert side[0] >= 70 and side[1] >= 16 and side[2] > 0  # m[2] is empty: a default box
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(image_size=100), "multiple of"),
+    (dict(depth=0), "depth"),
+    (dict(base_channels=-1), "base_channels"),
+    (dict(dropout=1.5), "dropout"),
+    (dict(base_channels=64, max_channels=32), "max_channels"),
+])
+def test_bad_config_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MapGenerator(**kwargs)
+
+
+def test_hub_mixin_round_trip(tmp_path):
+    gen = MapGenerator(base_channels=8, max_channels=16, depth=4, image_size=64)
+    gen.save_pretrained(tmp_path)
+    assert {"config.json", "model.safetensors"} <= {p.name for p in tmp_path.iterdir()}
+    loaded = MapGenerator.from_pretrained(tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(gen.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_hub_mixin_refuses_pickle(tmp_path):
+    gen = MapGenerator(base_channels=8, max_channels=16, depth=4, image_size=64)
+    gen.save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    torch.save(gen.state_dict(), tmp_path / "pytorch_model.bin")
+    with pytest.raises(FileNotFoundError, match="pickle"):
+        MapGenerator.from_pretrained(tmp_path)

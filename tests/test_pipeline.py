@@ -1,0 +1,147 @@
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unmask_hf import UnmaskPipeline
+from unmask_hf.io import load_image
+
+from .conftest import make_tiny_pipeline
+
+
+def test_embedded_default_loads_and_warns_untrained():
+    info = json.loads((UnmaskPipeline.from_pretrained.__globals__["DEFAULT_WEIGHTS"] / "pipeline.json").read_text())["info"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe = UnmaskPipeline.from_pretrained(device="cpu")
+    assert pipe.image_size == 128
+    assert any("untrained" in str(w.message) for w in caught) == (info["status"] == "untrained")
+
+
+def test_save_load_round_trip_bit_identical(tmp_path, tiny_pipeline, astronaut_rgb):
+    tiny_pipeline.save_pretrained(tmp_path)
+    for sub in ("map", "edit"):
+        assert {p.name for p in (tmp_path / sub).iterdir()} == {"config.json", "model.safetensors"}
+    card = (tmp_path / "README.md").read_text()
+    assert "pipeline_tag: image-to-image" in card and "library_name: unmask-hf" in card and "license:" in card
+    with pytest.warns(UserWarning, match="untrained"):
+        loaded = UnmaskPipeline.from_pretrained(tmp_path, device="cpu")
+    a, b = tiny_pipeline(astronaut_rgb, aligned=True), loaded(astronaut_rgb, aligned=True)
+    assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    assert np.array_equal(np.asarray(a.mask), np.asarray(b.mask))
+
+
+def test_fp16_save_keeps_live_model_fp32(tmp_path, tiny_pipeline):
+    tiny_pipeline.save_pretrained(tmp_path, dtype=torch.float16)
+    assert next(tiny_pipeline.edit_generator.parameters()).dtype == torch.float32
+    with pytest.warns(UserWarning):
+        loaded = UnmaskPipeline.from_pretrained(tmp_path, device="cpu")
+    assert next(loaded.edit_generator.parameters()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("shape", [(37, 53, 3), (700, 1000, 3), (64, 64), (80, 60, 4)])
+def test_odd_sizes_and_modes_give_same_size(tiny_pipeline, shape):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, shape, dtype=np.uint8)
+    for aligned in (True, False):
+        result = tiny_pipeline(image, aligned=aligned)
+        size = (shape[1], shape[0])
+        assert result.image.size == size and result.image.mode == "RGB"
+        assert result.mask.size == size and result.mask.mode == "L"
+        assert result.overlay.size == size
+        assert set(np.unique(np.asarray(result.mask))) <= {0, 255}
+
+
+def test_grayscale_and_rgba_pil(tiny_pipeline, astronaut_rgb):
+    for mode in ("L", "RGBA", "P", "CMYK"):
+        image = Image.fromarray(astronaut_rgb).convert(mode)
+        assert tiny_pipeline(image, aligned=True).image.size == (512, 512)
+
+
+def test_user_mask_leaves_outside_pixels_exactly(tiny_pipeline, astronaut_rgb):
+    mask = np.zeros(astronaut_rgb.shape[:2], dtype=np.uint8)
+    mask[260:400, 150:360] = 255
+    for aligned in (True, False):
+        result = tiny_pipeline(astronaut_rgb, aligned=aligned, mask=Image.fromarray(mask))
+        out = np.asarray(result.image)
+        assert np.array_equal(out[mask == 0], astronaut_rgb[mask == 0])
+        assert np.array_equal(np.asarray(result.mask) > 0, mask > 0)
+
+
+def test_aligned_composite_keeps_unmasked_pixels(tiny_pipeline, astronaut_rgb):
+    result = tiny_pipeline(astronaut_rgb, aligned=True)
+    keep = np.asarray(result.mask) == 0
+    assert np.array_equal(np.asarray(result.image)[keep], astronaut_rgb[keep])
+    face = result.faces[0]
+    assert face.aligned_input.size == face.aligned_output.size == face.aligned_map.size == (64, 64)
+
+
+def test_batch_equals_single(tiny_pipeline, astronaut_rgb):
+    small = astronaut_rgb[::4, ::4]
+    batch = tiny_pipeline([astronaut_rgb, small], aligned=True)
+    assert len(batch) == 2
+    for image, result in zip([astronaut_rgb, small], batch):
+        # Same result up to float rounding (conv kernels may differ with the batch size).
+        diff = np.abs(np.asarray(result.image, np.int16) - np.asarray(tiny_pipeline(image, aligned=True).image, np.int16))
+        assert (diff > 2).mean() < 1e-3
+
+
+def test_predict_tensor_api(tiny_pipeline):
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    maps, generated = tiny_pipeline.predict(x)
+    assert maps.shape == (3, 1, 64, 64) and set(maps.unique().tolist()) <= {0.0, 1.0}
+    assert generated.shape == (3, 3, 64, 64)
+
+
+@pytest.mark.parametrize("bad,message", [
+    (b"not an image", "not a readable image"),
+    (np.zeros((0, 10, 3), np.uint8), "empty"),
+    (np.zeros((10, 10, 2), np.uint8), "shape"),
+    (np.zeros((10, 10, 3), np.int64), "dtype"),
+    ("/nonexistent/photo.jpg", "No such image"),
+    (3.5, "Unsupported"),
+])
+def test_bad_inputs_raise_value_error(tiny_pipeline, bad, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_pipeline(bad)
+
+
+def test_decompression_bomb_refused_before_decoding(tmp_path):
+    path = tmp_path / "bomb.png"
+    Image.new("1", (10000, 6000)).save(path)  # 60 MP, tiny on disk
+    with pytest.raises(ValueError, match="too large"):
+        load_image(path)
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+@pytest.mark.parametrize("sub", ["map", "edit"])
+def test_damaged_weight_file_is_named(tmp_path, tiny_pipeline, damage, sub):
+    tiny_pipeline.save_pretrained(tmp_path)
+    weights = tmp_path / sub / "model.safetensors"
+    if damage == "missing":
+        weights.unlink()
+    else:
+        weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises((ValueError, FileNotFoundError), match=str(weights).replace("\\", "\\\\")):
+        UnmaskPipeline.from_pretrained(tmp_path, device="cpu")
+
+
+def test_bad_config_file_is_named(tmp_path, tiny_pipeline):
+    tiny_pipeline.save_pretrained(tmp_path)
+    (tmp_path / "edit" / "config.json").write_text(json.dumps({"image_size": 100}))
+    with pytest.raises(ValueError, match="edit/config.json"):
+        UnmaskPipeline.from_pretrained(tmp_path, device="cpu")
+
+
+def test_missing_local_folder():
+    with pytest.raises(FileNotFoundError, match="No model folder"):
+        UnmaskPipeline.from_pretrained("./does/not/exist")
+
+
+def test_mismatched_module_sizes():
+    a, b = make_tiny_pipeline(64), make_tiny_pipeline(128)
+    with pytest.raises(ValueError, match="image_size"):
+        UnmaskPipeline(a.map_generator, b.edit_generator)

@@ -1,0 +1,68 @@
+"""The model card (README.md) written beside saved weights: Hub metadata plus what people need to judge the model."""
+
+from huggingface_hub import ModelCard, ModelCardData
+
+STATUS_NOTES = {
+    "untrained": "**Untrained**: these weights are the project's initialisation only (no training yet). "
+                 "Outputs are not meaningful; they exist so that the app and the tests run out of the box.",
+    "interim": "**Interim (CPU-trained)**: briefly trained on a CPU; a GPU-trained release will replace them.",
+    "trained": "Trained with the project's own training script (see below).",
+}
+
+TEMPLATE = """---
+{card_data}
+---
+
+# unmask-hf: face-mask removal ({status})
+
+{status_note}
+
+Two-stage GAN that removes a face mask from a photo and predicts the face underneath:
+1. **Map module** (`map/`, `MapGenerator`): a modified U-Net that segments the face mask (binary map, 1 = mask pixel).
+2. **Editing module** (`edit/`, `EditGenerator`): a U-Net of the same design that takes image ⊕ map and fills the
+   masked region; the result is composited as input × (1 − M) + generated × M, so pixels outside the map are unchanged.
+
+Working size {image_size}×{image_size} (aligned face crops), map threshold {threshold}.
+
+## Usage
+```python
+from unmask_hf import UnmaskPipeline
+pipe = UnmaskPipeline.from_pretrained({load_arg})
+result = pipe("photo.jpg")   # result.image, result.mask, result.overlay, result.faces
+```
+
+## Training
+{training}
+
+## Results
+{results}
+
+## Intended use and limitations
+- For research, education and creative use: seeing what a masked face might look like, restoring photos.
+- The output is an **AI-generated prediction, not a photograph of this person**. The region under the mask is
+  invented from the training data; it is **not evidence of anyone's identity** and must not be used to identify people.
+- Trained on aligned, mostly frontal faces with synthetic masks; strong poses, occlusions, unusual lighting and
+  real masks unlike the synthetic ones degrade results. Performance across demographic groups has not been audited.
+- Training data: CelebA faces (non-commercial research licence; the images are not owned by CelebA) with masks
+  rendered by the project's own procedural renderer.
+"""
+
+
+def render_model_card(pipe) -> ModelCard:
+    """Fill the template from `pipe.info` (status, commands, data, hardware, time, results markdown)."""
+    info = pipe.info
+    status = info.get("status", "untrained")
+    card_data = ModelCardData(
+        library_name="unmask-hf", pipeline_tag="image-to-image", license="apache-2.0",
+        tags=["unmask-hf", "face-mask-removal", "inpainting", "gan", "pytorch", status],
+        datasets=info.get("datasets"),
+    )
+    training_lines = [f"- {key.replace('_', ' ').capitalize()}: {value}" for key, value in info.items()
+                      if key not in ("status", "commands", "results", "datasets")]
+    if info.get("commands"):
+        training_lines.append("- Commands:\n```bash\n" + "\n".join(info["commands"]) + "\n```")
+    return ModelCard(TEMPLATE.format(
+        card_data=card_data.to_yaml(), status=status, status_note=STATUS_NOTES.get(status, ""),
+        image_size=pipe.image_size, threshold=pipe.threshold, load_arg=info.get("repo_id", "") and repr(info["repo_id"]),
+        training="\n".join(training_lines) or "Not recorded.", results=info.get("results", "Not measured yet."),
+    ))

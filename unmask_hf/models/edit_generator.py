@@ -1,0 +1,27 @@
+"""The editing module: a U-Net that fills the masked region, composited onto the input."""
+
+import torch
+
+from .hub import HubModule
+from .unet import UNet, UNetConfig
+
+
+def composite(image: torch.Tensor, generated: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """input × (1 − M) + generated × M: pixels outside the map come from the input unchanged."""
+    return image * (1 - mask) + generated * mask
+
+
+class EditGenerator(HubModule):
+    """Editing module: image ⊕ map (4 channels) → RGB in [-1, 1]; `forward` returns the composited result."""
+
+    def __init__(self, base_channels: int = 32, max_channels: int = 192, depth: int = 5,
+                 image_size: int = 128, dropout: float = 0.2):
+        super().__init__()
+        self.unet = UNet(UNetConfig(4, 3, base_channels, max_channels, depth, image_size, dropout))
+
+    def generate(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The raw generated image (before compositing); `mask` is N×1×H×W in [0, 1]."""
+        return self.unet(torch.cat([image, 2 * mask - 1], dim=1))
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return composite(image, self.generate(image, mask), mask)
