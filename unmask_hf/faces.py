@@ -1,10 +1,332 @@
-"""Face handling: the aligned-crop geometry the models are trained on (detection and alignment come later)."""
+"""Faces in arbitrary photos: MTCNN detection with 5 landmarks, similarity alignment to the training crop, paste-back.
+
+Coordinates are continuous image pixels: pixel (row i, column j) covers [j, j+1) x [i, i+1), so its centre is at
+(j + 0.5, i + 0.5). PIL's affine transform uses the same convention, so matrices need no half-pixel fix-ups.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageFilter
+from safetensors.torch import load_file
+from torch import nn
+from torchvision.ops import nms, roi_align
 
 # Five landmarks of the aligned face crop, as fractions of the crop side:
 # left eye, right eye, nose tip, left mouth corner, right mouth corner (image left/right).
-# Matches the framing of the training crops (roughly aligned CelebA faces).
+# The mean FaceDetector landmarks over the first 500 training crops (roughly aligned CelebA faces, 192 px; faces
+# found in all 500), so that align_face reproduces the training framing. Measured with:
+#   python benchmarks/faces_template.py /work/shared/data/celeba-faces/train --count 500
 TEMPLATE_LANDMARKS = np.array(
-    [[0.35, 0.42], [0.65, 0.42], [0.50, 0.58], [0.38, 0.72], [0.62, 0.72]], dtype=np.float32
+    [[0.384, 0.435], [0.613, 0.434], [0.496, 0.576], [0.395, 0.674], [0.602, 0.673]], dtype=np.float32
 )
+
+MTCNN_WEIGHTS = Path(__file__).parent / "weights" / "mtcnn" / "mtcnn.safetensors"
+
+
+class PNet(nn.Module):
+    """MTCNN proposal net: fully convolutional, a face probability and box offsets for every 12x12 window (stride 2)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.prelu1 = nn.Conv2d(3, 10, 3), nn.PReLU(10)
+        self.conv2, self.prelu2 = nn.Conv2d(10, 16, 3), nn.PReLU(16)
+        self.conv3, self.prelu3 = nn.Conv2d(16, 32, 3), nn.PReLU(32)
+        self.conv4_1 = nn.Conv2d(32, 2, 1)  # not-face / face logits
+        self.conv4_2 = nn.Conv2d(32, 4, 1)  # box offsets, fractions of the window side
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = F.max_pool2d(self.prelu1(self.conv1(x)), 2, 2, ceil_mode=True)
+        x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
+        return self.conv4_1(x).softmax(1)[:, 1], self.conv4_2(x)
+
+
+class RNet(nn.Module):
+    """MTCNN refine net: re-scores 24x24 candidate crops and refines their boxes."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.prelu1 = nn.Conv2d(3, 28, 3), nn.PReLU(28)
+        self.conv2, self.prelu2 = nn.Conv2d(28, 48, 3), nn.PReLU(48)
+        self.conv3, self.prelu3 = nn.Conv2d(48, 64, 2), nn.PReLU(64)
+        self.dense4, self.prelu4 = nn.Linear(576, 128), nn.PReLU(128)
+        self.dense5_1 = nn.Linear(128, 2)
+        self.dense5_2 = nn.Linear(128, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = F.max_pool2d(self.prelu1(self.conv1(x)), 3, 2, ceil_mode=True)
+        x = F.max_pool2d(self.prelu2(self.conv2(x)), 3, 2, ceil_mode=True)
+        x = self.prelu3(self.conv3(x))
+        # The weights were ported from TensorFlow, whose flatten order is (width, height, channel).
+        x = self.prelu4(self.dense4(x.permute(0, 3, 2, 1).flatten(1)))
+        return self.dense5_1(x).softmax(1)[:, 1], self.dense5_2(x)
+
+
+class ONet(nn.Module):
+    """MTCNN output net: final score, box and 5 landmarks from 48x48 crops."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.prelu1 = nn.Conv2d(3, 32, 3), nn.PReLU(32)
+        self.conv2, self.prelu2 = nn.Conv2d(32, 64, 3), nn.PReLU(64)
+        self.conv3, self.prelu3 = nn.Conv2d(64, 64, 3), nn.PReLU(64)
+        self.conv4, self.prelu4 = nn.Conv2d(64, 128, 2), nn.PReLU(128)
+        self.dense5, self.prelu5 = nn.Linear(1152, 256), nn.PReLU(256)
+        self.dense6_1 = nn.Linear(256, 2)
+        self.dense6_2 = nn.Linear(256, 4)
+        self.dense6_3 = nn.Linear(256, 10)  # 5 x then 5 y, fractions of the box
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = F.max_pool2d(self.prelu1(self.conv1(x)), 3, 2, ceil_mode=True)
+        x = F.max_pool2d(self.prelu2(self.conv2(x)), 3, 2, ceil_mode=True)
+        x = F.max_pool2d(self.prelu3(self.conv3(x)), 2, 2, ceil_mode=True)
+        x = self.prelu4(self.conv4(x))
+        x = self.prelu5(self.dense5(x.permute(0, 3, 2, 1).flatten(1)))  # TensorFlow flatten order, as in RNet
+        return self.dense6_1(x).softmax(1)[:, 1], self.dense6_2(x), self.dense6_3(x)
+
+
+@dataclass
+class DetectedFace:
+    """One face found in a photo: its box, 5 landmarks (TEMPLATE_LANDMARKS order) and detector confidence."""
+
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in image pixels (may reach outside the image)
+    landmarks: np.ndarray  # (5, 2) float32, image pixels, same order as TEMPLATE_LANDMARKS
+    score: float
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    return (x - 127.5) / 128.0
+
+
+def _regress(boxes: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Moves each box edge by its predicted offset (a fraction of the box width/height)."""
+    size = (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)
+    return boxes + offsets * size
+
+
+def _square(boxes: torch.Tensor) -> torch.Tensor:
+    """Grows each box to a square around its centre: the nets see square crops."""
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]).max(1, keepdim=True).values / 2
+    return torch.cat([centre - half, centre + half], 1)
+
+
+def _octaves(image: Image.Image) -> list[torch.Tensor]:
+    """The image box-filtered down by 1, 2, 4, ... (exact area averaging, cheap in PIL) as channels_last 1x3xHxW."""
+    octaves = [image]
+    while min(octaves[-1].size) >= 96:
+        octaves.append(octaves[-1].reduce(2))
+    return [torch.from_numpy(np.asarray(o, dtype=np.float32)).permute(2, 0, 1)[None] for o in octaves]
+
+
+def _crops(octaves: list[torch.Tensor], boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Resamples every (square) box to size x size; outside the image reads as black, as in MTCNN.
+
+    Each box is read from the octave where one output cell spans 1-2 pixels, so roi_align's 2x2 samples per cell
+    average it without aliasing, at a cost that does not grow with the face size.
+    """
+    level = torch.log2((boxes[:, 2] - boxes[:, 0]) / (2 * size)).ceil().clamp(0, len(octaves) - 1).long()
+    out = torch.empty(len(boxes), 3, size, size)
+    for k in level.unique().tolist():
+        i = torch.nonzero(level == k).squeeze(1)
+        rois = torch.cat([torch.zeros(len(i), 1), boxes[i]], 1)
+        out[i] = roi_align(octaves[k], rois, size, spatial_scale=0.5**k, sampling_ratio=2, aligned=True)
+    return _normalize(out)
+
+
+def _nms_min(boxes: torch.Tensor, scores: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Greedy NMS with overlap = intersection / smaller area, so a box lying inside a stronger one is dropped."""
+    order = scores.argsort(descending=True)
+    boxes = boxes[order]
+    wh = (torch.minimum(boxes[:, None, 2:], boxes[None, :, 2:]) - torch.maximum(boxes[:, None, :2], boxes[None, :, :2]))
+    inter = wh.clamp(min=0).prod(2)
+    area = (boxes[:, 2:] - boxes[:, :2]).prod(1)
+    overlap = inter / torch.minimum(area[:, None], area[None, :]).clamp(min=1e-6)
+    suppressed = torch.zeros(len(boxes), dtype=torch.bool)
+    keep = []
+    for i in range(len(boxes)):
+        if not suppressed[i]:
+            keep.append(i)
+            suppressed |= overlap[i] > threshold
+    return order[keep]
+
+
+class FaceDetector:
+    """MTCNN face detector (Zhang et al. 2016) with the shipped facenet-pytorch weights; finds masked faces too.
+
+    `min_face` is the smallest face side searched for, as a fraction of the shorter image side (never below
+    `min_face_px`): it bounds the image pyramid, which keeps detection fast on large photos.
+    Calling it on an HxWx3 uint8 RGB image returns the faces, largest first.
+    """
+
+    def __init__(self, min_face: float = 0.05, min_face_px: int = 20,
+                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), weights: str | Path = MTCNN_WEIGHTS):
+        self.min_face, self.min_face_px, self.thresholds = min_face, min_face_px, thresholds
+        self.nets = nn.ModuleDict({"pnet": PNet(), "rnet": RNet(), "onet": ONet()})
+        self.nets.load_state_dict(load_file(weights))
+        # channels_last makes oneDNN's convolutions with few channels several times faster on CPU.
+        self.nets.eval().to(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def __call__(self, image: np.ndarray) -> list[DetectedFace]:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image.dtype} {image.shape}")
+        min_face = max(self.min_face_px, self.min_face * min(image.shape[:2]))
+        # ONet sees 48x48 crops, so detail finer than a 48-px smallest face is wasted (and big photos are slow):
+        # detect on a copy box-filtered by a power of 2, and scale the results back.
+        factor = 2 ** max(0, int(np.log2(min_face / 48)))
+        octaves = _octaves(Image.fromarray(image).reduce(factor))
+        boxes, scores = self._propose(octaves, min_face / factor)
+        if len(boxes):
+            boxes, scores = self._refine(octaves, boxes)
+        if not len(boxes):
+            return []
+        boxes, scores, points = self._output(octaves, boxes)
+        boxes, points = boxes * factor, points * factor
+        faces = [DetectedFace(tuple(b.tolist()), p.numpy().astype(np.float32), float(s))
+                 for b, p, s in zip(boxes, points, scores)]
+        return sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+
+    def _propose(self, octaves: list[torch.Tensor], min_face: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage 1: PNet over an image pyramid whose largest level maps min_face onto PNet's 12 px window."""
+        h, w = octaves[0].shape[2:]
+        scale = 12 / min_face
+        all_boxes, all_scores = [], []
+        while min(h, w) * scale >= 12:
+            k = min(max(0, int(np.log2(1 / scale))), len(octaves) - 1)
+            octave = octaves[k]  # the smallest octave still at least as big as this level
+            level = F.interpolate(octave, size=(round(h * scale), round(w * scale)), mode="area")
+            sy, sx = level.shape[2] / h, level.shape[3] / w  # actual per-axis scale after rounding
+            prob, offsets = self.nets.pnet(_normalize(level))
+            _, i, j = torch.nonzero(prob >= self.thresholds[0], as_tuple=True)
+            if len(i):
+                # Output cell (i, j) sees the 12x12 level window starting at (2j, 2i).
+                x0, y0 = 2 * j / sx, 2 * i / sy
+                boxes = torch.stack([x0, y0, x0 + 12 / sx, y0 + 12 / sy], 1)
+                boxes = _regress(boxes, offsets[0, :, i, j].T)
+                score = prob[0, i, j]
+                keep = nms(boxes, score, 0.5)
+                all_boxes.append(boxes[keep])
+                all_scores.append(score[keep])
+            scale *= 0.709  # pyramid step of MTCNN: about 2 levels per octave
+        if not all_boxes:
+            return torch.zeros(0, 4), torch.zeros(0)
+        boxes, scores = torch.cat(all_boxes), torch.cat(all_scores)
+        keep = nms(boxes, scores, 0.7)
+        return _square(boxes[keep]), scores[keep]
+
+    def _refine(self, octaves: list[torch.Tensor], boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage 2: RNet re-scores all candidates in one batch."""
+        prob, offsets = self.nets.rnet(_crops(octaves, boxes, 24))
+        ok = prob > self.thresholds[1]
+        boxes, prob, offsets = boxes[ok], prob[ok], offsets[ok]
+        keep = nms(boxes, prob, 0.7)
+        return _square(_regress(boxes[keep], offsets[keep])), prob[keep]
+
+    def _output(self, octaves: list[torch.Tensor], boxes: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Stage 3: ONet gives the final score, box and landmarks."""
+        prob, offsets, marks = self.nets.onet(_crops(octaves, boxes, 48))
+        ok = prob > self.thresholds[2]
+        boxes, prob, offsets, marks = boxes[ok], prob[ok], offsets[ok], marks[ok]
+        size = boxes[:, 2:] - boxes[:, :2]
+        points = boxes[:, None, :2] + torch.stack([marks[:, :5], marks[:, 5:]], 2) * size[:, None]
+        boxes = _regress(boxes, offsets)
+        keep = _nms_min(boxes, prob, 0.7)
+        return boxes[keep], prob[keep], points[keep]
+
+
+@dataclass
+class AlignedFace:
+    """A face warped to the training crop geometry, with the affine matrix that did it."""
+
+    crop: np.ndarray  # size x size x 3 uint8
+    matrix: np.ndarray  # 2x3 affine, image pixels -> crop pixels
+
+
+def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity transform (rotation, uniform scale, translation) taking src points to dst, as 2x3."""
+    x, y = src[:, 0], src[:, 1]
+    one, zero = np.ones_like(x), np.zeros_like(x)
+    # Unknowns (a, b, tx, ty) of [[a, -b, tx], [b, a, ty]]: each point gives one row for u and one for v.
+    A = np.concatenate([np.stack([x, -y, one, zero], 1), np.stack([y, x, zero, one], 1)]).astype(np.float64)
+    a, b, tx, ty = np.linalg.lstsq(A, np.concatenate([dst[:, 0], dst[:, 1]]).astype(np.float64), rcond=None)[0]
+    return np.array([[a, -b, tx], [b, a, ty]])
+
+
+def _invert(matrix: np.ndarray) -> np.ndarray:
+    return np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2]
+
+
+def _scale(matrix: np.ndarray) -> float:
+    """Crop pixels per image pixel."""
+    return float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+
+
+def _footprint(matrix: np.ndarray, size: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """Integer box (x0, y0, x1, y1) of the image covered by the size x size crop, clipped to the image."""
+    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], dtype=np.float64)
+    p = corners @ _invert(matrix).T
+    x0, y0 = np.floor(p.min(0)).astype(int) - 1  # 1 px more for the bilinear neighbours at the crop border
+    x1, y1 = np.ceil(p.max(0)).astype(int) + 1
+    return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+
+
+def _warp(image: Image.Image, out_to_in: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    return image.transform(size, Image.Transform.AFFINE, tuple(out_to_in.ravel()), resample=Image.Resampling.BILINEAR)
+
+
+def align_face(image: np.ndarray, landmarks: np.ndarray, size: int) -> AlignedFace:
+    """Warps the face to a size x size crop, its landmarks onto TEMPLATE_LANDMARKS * size (outside the photo: black)."""
+    matrix = similarity_matrix(landmarks, TEMPLATE_LANDMARKS * size)
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = _footprint(matrix, size, w, h)
+    if x1 <= x0 or y1 <= y0:
+        return AlignedFace(np.zeros((size, size, 3), np.uint8), matrix)
+    # Bilinear sampling aliases when shrinking by more than 2x, so box-filter the face region down first;
+    # `source` maps pixels of that reduced region back to image pixels.
+    factor = max(1, int(1 / _scale(matrix)))
+    region = Image.fromarray(image).reduce(factor, box=(x0, y0, x1, y1))
+    source = np.array([[factor, 0, x0], [0, factor, y0], [0, 0, 1]], dtype=np.float64)
+    crop_to_region = np.linalg.inv(source) @ np.vstack([_invert(matrix), [0, 0, 1]])
+    crop = _warp(region, crop_to_region[:2], (size, size))
+    return AlignedFace(np.asarray(crop), matrix)
+
+
+def paste_back(image: np.ndarray, crop_output: np.ndarray, crop_mask: np.ndarray, matrix: np.ndarray,
+               feather: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
+    """Warps an edited crop and its mask back into the photo and blends them in; returns (new image, uint8 0/255 mask).
+
+    The region is the warped crop mask >= 0.5; the blend weight ramps from 0 at the region border to 1 about
+    `feather` x crop side inward, and is exactly 0 outside the region, so every pixel outside it is unchanged.
+    """
+    h, w = image.shape[:2]
+    size = crop_output.shape[0]
+    mask = np.asarray(crop_mask, dtype=np.float32).reshape(size, size)
+    if np.asarray(crop_mask).dtype == np.uint8:
+        mask = mask / 255.0
+    full_mask = np.zeros((h, w), np.uint8)
+    x0, y0, x1, y1 = _footprint(matrix, size, w, h)
+    if x1 <= x0 or y1 <= y0:
+        return image.copy(), full_mask
+    # Work only on the photo region the crop covers: region pixel q is image pixel q + (x0, y0).
+    region_to_crop = matrix @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], dtype=np.float64)
+    roi = (x1 - x0, y1 - y0)
+    edited = np.asarray(_warp(Image.fromarray(crop_output), region_to_crop, roi), dtype=np.float32)
+    inside = np.asarray(_warp(Image.fromarray(mask), region_to_crop, roi)) >= 0.5
+
+    # Blurring the region and mapping [0.5, 1] -> [0, 1] makes the weight fall to 0 at the border (a straight
+    # edge blurs to 0.5 there); multiplying by the region keeps it exactly 0 outside.
+    sigma = feather * size / _scale(matrix) / 2
+    blurred = np.asarray(Image.fromarray(inside.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(sigma)))
+    alpha = (np.clip(blurred / 127.5 - 1.0, 0.0, 1.0) * inside)[..., None]
+
+    out = image.copy()
+    original = out[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.round(alpha * edited + (1 - alpha) * original).astype(np.uint8)
+    full_mask[y0:y1, x0:x1] = inside * 255
+    return out, full_mask
+

@@ -1,0 +1,165 @@
+"""Face detection (masked faces too), alignment to the training crop and paste-back, on scikit-image's astronaut."""
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from safetensors import safe_open
+
+from unmask_hf.faces import MTCNN_WEIGHTS, TEMPLATE_LANDMARKS, FaceDetector, align_face, paste_back
+
+# The astronaut's face (512 x 512 photo): box about x 178-270, y 59-174; eyes near (204, 101) and (247, 104).
+FACE_BOX = (178, 59, 270, 174)
+EYES = np.array([[204, 101], [247, 104]], np.float32)
+# A stand-in face mask over the nose, mouth and chin.
+MASK_POLYGON = [(176, 118), (224, 110), (272, 118), (268, 160), (224, 188), (182, 160)]
+PALE_BLUE = (170, 200, 230)
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector()
+
+
+def iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])
+    return w * h / (area(a) + area(b) - w * h)
+
+
+def affine(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Warps image by the 2x3 forward matrix (image pixels -> output pixels)."""
+    inverse = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2]
+    out = Image.fromarray(image).transform(size, Image.Transform.AFFINE, tuple(inverse.ravel()),
+                                           resample=Image.Resampling.BILINEAR)
+    return np.asarray(out)
+
+
+def rotation(degrees: float, centre: np.ndarray) -> np.ndarray:
+    t = np.deg2rad(degrees)
+    r = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    return np.hstack([r, (centre - r @ centre)[:, None]])
+
+
+def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def test_weights_and_licence_ship_together():
+    with safe_open(MTCNN_WEIGHTS, "pt") as f:
+        assert {k.split(".")[0] for k in f.keys()} == {"pnet", "rnet", "onet"}
+    licence = (MTCNN_WEIGHTS.parent / "LICENSE").read_text()
+    assert "facenet-pytorch 2.6.0" in licence and "Copyright (c) 2019 Timothy Esler" in licence
+    assert "Permission is hereby granted, free of charge" in licence
+
+
+def test_finds_the_face_with_its_landmarks(detector, astronaut_rgb):
+    faces = detector(astronaut_rgb)
+    assert len(faces) == 1
+    face = faces[0]
+    assert iou(face.box, FACE_BOX) > 0.8 and face.score > 0.99
+    assert face.landmarks.shape == (5, 2) and face.landmarks.dtype == np.float32
+    assert np.abs(face.landmarks[:2] - EYES).max() < 4
+
+
+def test_finds_a_masked_face(detector, astronaut_rgb):
+    masked = Image.fromarray(astronaut_rgb)
+    ImageDraw.Draw(masked).polygon(MASK_POLYGON, fill=PALE_BLUE)
+    masked = np.asarray(masked)
+    nose, mouth = detector(astronaut_rgb)[0].landmarks[[2, 3]].astype(int)
+    assert (masked[nose[1], nose[0]] == PALE_BLUE).all() and (masked[mouth[1], mouth[0]] == PALE_BLUE).all()
+
+    faces = detector(masked)
+    assert len(faces) == 1
+    assert iou(faces[0].box, FACE_BOX) > 0.8 and faces[0].score > 0.9
+    assert np.abs(faces[0].landmarks[:2] - EYES).max() < 4
+
+
+def test_finds_two_faces(detector, astronaut_rgb):
+    canvas = np.full((400, 900, 3), 90, np.uint8)
+    crop = astronaut_rgb[20:240, 120:330]
+    offsets = [(50, 100), (600, 150)]  # (x, y) of each pasted crop
+    for x, y in offsets:
+        canvas[y:y + 220, x:x + 210] = crop
+    faces = detector(canvas)
+    assert len(faces) == 2
+    expected = [(FACE_BOX[0] + x - 120, FACE_BOX[1] + y - 20, FACE_BOX[2] + x - 120, FACE_BOX[3] + y - 20)
+                for x, y in offsets]
+    assert sorted(max(iou(f.box, e) for f in faces) for e in expected)[0] > 0.8
+
+
+@pytest.mark.parametrize("image", [np.full((300, 400, 3), 200, np.uint8),
+                                   np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8),
+                                   np.zeros((8, 8, 3), np.uint8)],
+                         ids=["flat", "noise", "tiny"])
+def test_no_face_gives_empty_list(detector, image):
+    assert detector(image) == []
+
+
+def test_align_face_puts_landmarks_on_the_template():
+    # A white dot at a landmark must land on the template point: checks the matrix and the half-pixel convention.
+    image = np.zeros((300, 300, 3), np.uint8)
+    image[119:122, 89:92] = 255  # centre (90.5, 120.5) in continuous pixel coordinates
+    size = 64
+    landmarks = TEMPLATE_LANDMARKS * size * 2 + np.array([90.5, 120.5]) - TEMPLATE_LANDMARKS[0] * size * 2
+    aligned = align_face(image, landmarks, size)
+    assert np.allclose(apply(aligned.matrix, landmarks), TEMPLATE_LANDMARKS * size, atol=1e-3)
+    assert aligned.crop.shape == (size, size, 3) and aligned.crop.dtype == np.uint8
+    y, x = np.unravel_index(aligned.crop[..., 0].argmax(), (size, size))
+    assert np.allclose([x + 0.5, y + 0.5], TEMPLATE_LANDMARKS[0] * size, atol=1)
+
+
+@pytest.mark.parametrize("degrees", [-20, 20])
+def test_rotated_faces_align(detector, astronaut_rgb, degrees):
+    upright = detector(astronaut_rgb)[0].landmarks
+    turn = rotation(degrees, upright.mean(0))
+    rotated = affine(astronaut_rgb, turn, (512, 512))
+    truth = apply(turn, upright)  # where the upright landmarks went
+
+    faces = detector(rotated)
+    assert len(faces) == 1
+    assert np.abs(faces[0].landmarks - truth).max() < 5
+    aligned = align_face(rotated, faces[0].landmarks, 192)
+    on_crop = apply(aligned.matrix, truth)
+    assert np.abs(on_crop - TEMPLATE_LANDMARKS * 192).max() < 0.04 * 192
+    eye_line = on_crop[1] - on_crop[0]
+    assert abs(np.degrees(np.arctan2(eye_line[1], eye_line[0]))) < 4
+
+
+def test_a_large_face_aligns_like_the_same_face_small(detector, astronaut_rgb):
+    # 3x bigger, the face is box-filtered down before the warp (align_face's reduce path): same crop expected.
+    small = align_face(astronaut_rgb, detector(astronaut_rgb)[0].landmarks, 128)
+    big_photo = np.asarray(Image.fromarray(astronaut_rgb).resize((1536, 1536), Image.Resampling.BICUBIC))
+    big = align_face(big_photo, detector(big_photo)[0].landmarks, 128)
+    assert np.abs(small.crop.astype(int) - big.crop.astype(int)).mean() < 8
+
+
+@pytest.mark.parametrize("degrees", [0, 20])
+def test_paste_back_changes_only_the_mask_region(detector, astronaut_rgb, degrees):
+    photo = affine(astronaut_rgb, rotation(degrees, np.array([224.0, 120.0])), (512, 512))
+    aligned = align_face(photo, detector(photo)[0].landmarks, 128)
+    yy, xx = np.mgrid[:128, :128] + 0.5
+    soft_mask = np.clip(1.5 - np.hypot((xx - 64) / 34, (yy - 92) / 22), 0, 1).astype(np.float32)  # soft ellipse
+    edited = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+
+    out, mask = paste_back(photo, edited, soft_mask, aligned.matrix)
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    assert mask.shape == photo.shape[:2] and mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 255}
+    assert (out[mask == 0] == photo[mask == 0]).all()  # exactly unchanged outside
+    changed = (out != photo).any(-1)
+    assert changed[mask == 255].mean() > 0.8
+    scale2 = abs(np.linalg.det(aligned.matrix[:, :2]))
+    assert abs((mask == 255).sum() * scale2 / (soft_mask >= 0.5).sum() - 1) < 0.1  # the mask's area, warped back
+
+    out_u8, mask_u8 = paste_back(photo, edited, np.round(soft_mask * 255).astype(np.uint8), aligned.matrix)
+    assert (mask_u8 == mask).mean() > 0.999 and (out_u8[mask_u8 == 0] == photo[mask_u8 == 0]).all()
+
+
+def test_paste_back_at_the_photo_border(astronaut_rgb):
+    # A face half outside the photo: the crop's footprint is clipped and nothing outside the region changes.
+    landmarks = TEMPLATE_LANDMARKS * 100 + np.array([-40.0, 450.0])
+    aligned = align_face(astronaut_rgb, landmarks, 64)
+    black, full = np.zeros((64, 64, 3), np.uint8), np.ones((64, 64), np.float32)
+    out, mask = paste_back(astronaut_rgb, black, full, aligned.matrix)
+    assert mask[:, 60:].max() == 0 and mask[:450].max() == 0 and mask.max() == 255
+    assert (out[mask == 0] == astronaut_rgb[mask == 0]).all()
