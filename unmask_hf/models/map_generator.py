@@ -14,13 +14,11 @@ class MapGenerator(HubModule):
         super().__init__()
         self.unet = UNet(UNetConfig(3, 1, base_channels, max_channels, depth, image_size, dropout))
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.unet(image)
-
-    def logits(self, image: torch.Tensor) -> torch.Tensor:
-        """Logits whose sigmoid equals (tanh + 1) / 2 exactly, for a stable cross-entropy."""
-        return 2 * self.unet.pre_activation(image)
+    def forward(self, image: torch.Tensor, logits: bool = False) -> torch.Tensor:
+        """The tanh map; with `logits=True` the logits 2h whose sigmoid equals (tanh(h) + 1) / 2 exactly,
+        so the cross-entropy is computed stably (training calls it this way, through DDP's forward)."""
+        return 2 * self.unet.pre_activation(image) if logits else self.unet(image)
 
     def probability(self, image: torch.Tensor) -> torch.Tensor:
         """P(mask pixel), N×1×H×W in [0, 1]."""
-        return torch.sigmoid(self.logits(image))
+        return torch.sigmoid(self(image, logits=True))

@@ -1,0 +1,140 @@
+"""train/train.py end to end on CPU: a tiny generated face folder, the smoke config, a few steps."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from safetensors.torch import load_file
+
+from unmask_hf import UnmaskPipeline
+from unmask_hf.training.checkpoint import is_complete, list_checkpoints
+
+from .test_losses import write_vgg
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = str(ROOT / "train" / "configs" / "smoke.yaml")
+
+
+def make_face_folder(folder: Path, count: int = 24, size: int = 48) -> Path:
+    """Simple drawn faces (head, eyes, mouth) with 3 images per identity; returns the identities CSV."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(count):
+        image = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(0, 255, 3)))
+        draw = ImageDraw.Draw(image)
+        s = size / 48
+        draw.ellipse([8 * s, 4 * s, 40 * s, 46 * s], fill=tuple(int(v) for v in rng.integers(120, 240, 3)))
+        draw.ellipse([15 * s, 18 * s, 20 * s, 22 * s], fill=(0, 0, 0))
+        draw.ellipse([28 * s, 18 * s, 33 * s, 22 * s], fill=(0, 0, 0))
+        draw.line([18 * s, 34 * s, 30 * s, 34 * s], fill=(150, 40, 40), width=2)
+        image.save(folder / f"face{i:03d}.png")
+        rows.append((f"face{i:03d}.png", f"person{i // 3}"))
+    csv_path = folder.parent / "identities.csv"
+    with open(csv_path, "w", newline="") as f:
+        csv.writer(f).writerows([("file", "identity"), *rows])
+    return csv_path
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("faces")
+    return root / "faces", make_face_folder(root / "faces")
+
+
+@pytest.fixture(scope="module")
+def vgg(tmp_path_factory) -> str:
+    return write_vgg(tmp_path_factory.mktemp("vgg") / "vgg.safetensors", "D", 2)  # conv1_1, conv1_2: tiny
+
+
+def train(*args: str, launcher: bool = False, check: bool = True) -> subprocess.CompletedProcess:
+    prefix = ([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(ROOT / "train" / "configs" / "accelerate_cpu.yaml")] if launcher else [sys.executable])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    result = subprocess.run([*prefix, str(ROOT / "train" / "train.py"), "--config", SMOKE, *args],
+                            capture_output=True, text=True, env=env, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_smoke_map_then_edit_through_accelerate_launch(tmp_path, faces, vgg):
+    folder, identities = faces
+    data = ["--faces", str(folder), "--identities", str(identities), "--val-fraction", "0.2"]
+    train("--stage", "map", *data, "--output-dir", str(tmp_path / "map"), launcher=True)
+    train("--stage", "edit", *data, "--output-dir", str(tmp_path / "edit"), "--init", str(tmp_path / "map" / "pipeline"),
+          "--perceptual-weights", vgg, launcher=True)
+    edit = tmp_path / "edit"
+    assert [p.name for p in list_checkpoints(edit / "checkpoints")] == ["step_00000004", "step_00000002"]
+    assert sorted(p.name for p in (edit / "samples").glob("*.png")) == ["step_00000002.png", "step_00000004.png"]
+    assert list((edit / "unmask-hf").rglob("events.out.tfevents.*")), "no TensorBoard events written"
+    pipe = UnmaskPipeline.from_pretrained(edit / "pipeline", device="cpu")
+    assert pipe.image_size == 32 and pipe.info["status"] == "trained" and pipe.info["steps"] == 4
+    assert len(pipe.info["commands"]) == 2  # the map stage's command is carried into the edit stage's card
+    assert "--stage edit" in (edit / "pipeline" / "README.md").read_text()
+    # the map module came from the map stage unchanged
+    map_stage = UnmaskPipeline.from_pretrained(tmp_path / "map" / "pipeline", device="cpu")
+    for a, b in zip(map_stage.map_generator.state_dict().values(), pipe.map_generator.state_dict().values()):
+        assert torch.equal(a, b)
+    assert UnmaskPipeline.from_pretrained(edit / "best", device="cpu").info["validation"]["psnr"] > 0
+    result = pipe(np.asarray(Image.open(next(folder.iterdir()))), aligned=True)
+    assert result.image.size == (48, 48)
+
+
+@pytest.mark.slow
+def test_resume_matches_uninterrupted_run(tmp_path, faces, vgg):
+    """Resuming from the step-2 checkpoint reaches step 4 with the same counter and optimiser state."""
+    folder, identities = faces
+    run = tmp_path / "full"
+    args = ["--stage", "edit", "--faces", str(folder), "--identities", str(identities), "--val-fraction", "0.2",
+            "--perceptual-weights", vgg, "--adv-start-step", "0"]
+    train(*args, "--output-dir", str(run))
+    resumed = tmp_path / "resumed"
+    shutil.copytree(run, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "step_00000004")  # as if killed right after step 2's checkpoint
+    out = train(*args, "--output-dir", str(resumed), "--resume")
+    assert "resumed from" in out.stdout + out.stderr and "at step 2" in out.stdout + out.stderr
+    a, b = run / "checkpoints" / "step_00000004", resumed / "checkpoints" / "step_00000004"
+    assert is_complete(b)
+    for name in ("optimizer.bin", "optimizer_1.bin"):
+        sa, sb = (torch.load(p / name, weights_only=True)["state"] for p in (a, b))
+        assert sa.keys() == sb.keys()
+        for key in sa:
+            for field in ("step", "exp_avg", "exp_avg_sq"):
+                assert torch.equal(sa[key][field], sb[key][field]), (name, key, field)
+    for name in ("model.safetensors", "model_1.safetensors", "model_2.safetensors"):
+        wa, wb = load_file(a / name), load_file(b / name)
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), name
+    state = torch.load(b / "custom_checkpoint_0.pkl", weights_only=True)
+    assert state["step"] == 4
+
+
+def test_bad_inputs_fail_before_training(tmp_path, faces, vgg):
+    folder, identities = faces
+    base = ["--faces", str(folder), "--output-dir", str(tmp_path / "out")]
+    missing = train("--stage", "edit", *base, "--perceptual-weights", str(tmp_path / "nope.safetensors"), check=False)
+    assert missing.returncode != 0 and "perceptual" in missing.stderr and "nope.safetensors" in missing.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_faces = train("--stage", "map", "--faces", str(empty), "--output-dir", str(tmp_path / "o2"), check=False)
+    assert no_faces.returncode != 0 and "No images" in no_faces.stderr
+    locked = tmp_path / "locked"
+    locked.write_text("a file, not a folder")
+    unwritable = train("--stage", "map", "--faces", str(folder), "--output-dir", str(locked / "sub"), check=False)
+    assert unwritable.returncode != 0 and "not writable" in unwritable.stderr
+    bad_key = tmp_path / "bad.yaml"
+    bad_key.write_text("batch_sise: 4\n")
+    bad = subprocess.run([sys.executable, str(ROOT / "train" / "train.py"), "--config", str(bad_key), "--stage", "map",
+                          *base], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "batch_sise" in bad.stderr
+    no_init = train("--stage", "joint", *base, "--perceptual-weights", vgg, check=False)
+    assert no_init.returncode != 0 and "--init" in no_init.stderr

@@ -1,0 +1,366 @@
+"""Train the map or the editing module with accelerate (one CPU, one GPU, many GPUs, many nodes).
+
+    accelerate launch --config_file train/configs/accelerate_1gpu.yaml train/train.py \
+        --config train/configs/default_128.yaml --stage map --faces ../shared/data/celeba-faces/train \
+        --identities ../shared/data/celeba-faces/identities.csv --output-dir runs/map
+    accelerate launch ... train/train.py --config ... --stage edit --init runs/map/pipeline \
+        --perceptual-weights ../shared/weights/vgg16-imagenet-features-conv1-conv4.safetensors --output-dir runs/edit
+
+Stages: `map` trains the MapGenerator (cross-entropy + Dice against the target map); `edit` trains the
+EditGenerator on ground-truth maps with the joint loss and two discriminators trained in alternation;
+`joint` fine-tunes the editor on the map module's predicted maps. Each stage starts from `--init` (a
+pipeline folder or Hub id) when given, and writes a whole pipeline (both modules) to OUTPUT/pipeline and
+the best one by validation to OUTPUT/best.
+"""
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from PIL import Image
+
+from unmask_hf import UnmaskPipeline
+from unmask_hf.io import tensor_to_arrays
+from unmask_hf.dataset import BuildConfig
+from unmask_hf.losses import (PerceptualLoss, discriminator_loss, edit_generator_loss, load_perceptual_network,
+                              map_loss)
+from unmask_hf.metrics import image_metrics, mask_metrics
+from unmask_hf.models import EditGenerator, MapGenerator, MaskRegionDiscriminator, WholeDiscriminator, composite
+from unmask_hf.training.checkpoint import list_checkpoints, resume_from, save_checkpoint
+from unmask_hf.training.config import STAGES, TrainConfig
+from unmask_hf.training.data import PairedFaces, StreamSampler, to_model_inputs
+from unmask_hf.training.sources import open_sources
+from unmask_hf.viz import image_grid
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None, help="training config YAML (train/configs/)")
+    p.add_argument("--stage", choices=STAGES, required=True)
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument("--dataset", help="built masked-face dataset: Hub id or local folder (train/build_dataset.py)")
+    data.add_argument("--faces", help="folder of plain face images: masks are rendered on the fly")
+    p.add_argument("--identities", help="with --faces: CSV file,identity for identity-disjoint validation")
+    p.add_argument("--val-fraction", type=float, default=BuildConfig.val_fraction, help="with --faces: share of faces held out for validation (by identity)")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--init", help="pipeline to start from (folder or Hub id); the other module is kept as is")
+    p.add_argument("--perceptual-weights", help="local safetensors VGG features (default: torchvision VGG-19)")
+    p.add_argument("--resume", nargs="?", const="latest", help="resume from the latest checkpoint, or from PATH")
+    p.add_argument("--push-to-hub", metavar="ORG/NAME", help="upload the final pipeline to this Hub repo")
+    p.add_argument("--save-dtype", choices=["fp32", "fp16"], default="fp32", help="dtype of the saved pipelines")
+    for name, kind in [("max-steps", int), ("max-minutes", float), ("batch-size", int), ("grad-accum", int),
+                       ("lr-g", float), ("lr-d", float), ("mixed-precision", str), ("num-workers", int), ("seed", int),
+                       ("log-every", int), ("sample-every", int), ("val-every", int), ("val-samples", int),
+                       ("checkpoint-every", int), ("ema-decay", float), ("adv-start-step", int)]:
+        p.add_argument(f"--{name}", type=kind, default=None, help="override the config value")
+    return p.parse_args(argv)
+
+
+class TrainState:
+    """Counters saved with every checkpoint (accelerate restores models, optimisers, scaler and RNG)."""
+
+    def __init__(self):
+        self.step, self.elapsed, self.best = 0, 0.0, -math.inf
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "elapsed": self.elapsed, "best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.elapsed, self.best = int(state["step"]), float(state["elapsed"]), float(state["best"])
+
+
+class EMA(torch.nn.Module):
+    """Exponential moving average of a generator's weights (smoother, usually better outputs)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        super().__init__()
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for ema_p, p in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if ema_p.is_floating_point():
+                ema_p.lerp_(p.detach(), 1 - self.decay)
+            else:
+                ema_p.copy_(p)
+
+
+def lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:
+    """Linear warm-up, then cosine decay to `min_lr_ratio` over the run's progress (steps or time)."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        sys.exit(f"error: output folder {folder} is not writable: {e}")
+
+
+def build_models(cfg: TrainConfig, args: argparse.Namespace) -> tuple[MapGenerator, EditGenerator, dict]:
+    if args.init:
+        start = UnmaskPipeline.from_pretrained(args.init, device="cpu")
+        for module in (start.map_generator, start.edit_generator):
+            if module.unet.config.image_size != cfg.image_size:
+                sys.exit(f"error: --init {args.init} works at {module.unet.config.image_size} px, the config at {cfg.image_size}")
+        return start.map_generator, start.edit_generator, dict(start.info)
+    if args.stage == "joint":
+        sys.exit("error: --stage joint fine-tunes on a trained map module: pass --init PIPELINE")
+    return (MapGenerator(image_size=cfg.image_size, **cfg.map_model),
+            EditGenerator(image_size=cfg.image_size, **cfg.edit_model), {})
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    overrides = {k.replace("-", "_"): getattr(args, k.replace("-", "_")) for k in
+                 ["max-steps", "max-minutes", "batch-size", "grad-accum", "lr-g", "lr-d", "mixed-precision", "num-workers",
+                  "seed", "log-every", "sample-every", "val-every", "val-samples", "checkpoint-every", "ema-decay",
+                  "adv-start-step"]}
+    try:
+        cfg = TrainConfig.from_yaml(args.config, overrides)
+    except (ValueError, FileNotFoundError, TypeError) as e:
+        sys.exit(f"error: {e}")
+    out = Path(args.output_dir)
+    check_writable(out)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                              log_with="tensorboard", project_dir=str(out))
+    set_seed(cfg.seed)
+    main_proc = accelerator.is_main_process
+
+    # ---- everything that can fail fails here, before the first step
+    try:
+        train_source, val_source, data_info = open_sources(args)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+    perceptual = None
+    if args.stage != "map":
+        try:
+            perceptual = PerceptualLoss(load_perceptual_network(args.perceptual_weights)).to(accelerator.device)
+        except (RuntimeError, FileNotFoundError, ValueError) as e:
+            sys.exit(f"error: the perceptual network could not be loaded: {e}")
+    map_gen, edit_gen, init_info = build_models(cfg, args)
+    trained = map_gen if args.stage == "map" else edit_gen
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    map_gen.to(accelerator.device, memory_format=fmt)
+    edit_gen.to(accelerator.device, memory_format=fmt)
+
+    # ---- models, optimisers, accelerate
+    opt_g = torch.optim.Adam(trained.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+    if args.stage == "map":
+        trained_p, opt_g = accelerator.prepare(trained, opt_g)
+    else:
+        whole_d = WholeDiscriminator(**cfg.whole_discriminator).to(accelerator.device, memory_format=fmt)
+        region_d = MaskRegionDiscriminator(**cfg.region_discriminator).to(accelerator.device, memory_format=fmt)
+        opt_d = torch.optim.Adam(list(whole_d.parameters()) + list(region_d.parameters()), lr=cfg.lr_d, betas=cfg.betas)
+        trained_p, whole_p, region_p, opt_g, opt_d = accelerator.prepare(trained, whole_d, region_d, opt_g, opt_d)
+    if cfg.compile:
+        trained_p = torch.compile(trained_p)
+    ema = EMA(trained, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    state = TrainState()
+    accelerator.register_for_checkpointing(state)
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
+
+    ckpt_root = out / "checkpoints"
+    if args.resume:
+        loaded = resume_from(accelerator, args.resume, ckpt_root)
+        accelerator.print(f"resumed from {loaded} at step {state.step}" if loaded else "no checkpoint to resume from: starting fresh")
+
+    # ---- data: one endless, resumable stream of samples per process
+    per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
+    train_set = PairedFaces(train_source, cfg.image_size, cfg.seed, augment=True, hflip=cfg.hflip, color_jitter=cfg.color_jitter)
+    sampler = StreamSampler(len(train_set), cfg.seed, start=state.step * per_step,
+                            rank=accelerator.process_index, world=accelerator.num_processes)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                        pin_memory=accelerator.device.type == "cuda", drop_last=True,
+                        persistent_workers=cfg.num_workers > 0, prefetch_factor=4 if cfg.num_workers > 0 else None,
+                        generator=torch.Generator().manual_seed(cfg.seed))  # keeps the global RNG (dropout) resumable
+    val_set = PairedFaces(val_source, cfg.image_size, seed=cfg.seed + 1) if val_source is not None else None
+    n_val = min(cfg.val_samples, len(val_set)) if val_set is not None else 0
+
+    # The same pipeline users get, over the live modules: validation and samples go through its `predict`.
+    pipeline = UnmaskPipeline(map_gen, edit_gen, device=accelerator.device)
+
+    def eval_pipeline() -> UnmaskPipeline:
+        """The pipeline as users would get it now (EMA weights when enabled)."""
+        module = ema.model if ema is not None else trained
+        if args.stage == "map":
+            pipeline.map_generator = module.eval()
+        else:
+            pipeline.edit_generator = module.eval()
+        return pipeline
+
+    info = {"status": "trained", "stage": args.stage, "data": data_info, "config": args.config,
+            "commands": init_info.get("commands", []) + ["accelerate launch train/train.py " + " ".join(sys.argv[1:])]}
+
+    def save_pipeline(folder: Path, metrics: dict | None = None) -> None:
+        pipe = eval_pipeline()
+        pipe.info = {**info, "steps": state.step, "training_minutes": round(state.elapsed / 60, 1),
+                     "hardware": f"{accelerator.num_processes}× {torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}",
+                     "validation": metrics or {}}
+        pipe.save_pretrained(folder, dtype=torch.float16 if args.save_dtype == "fp16" else None)
+        trained.train()
+
+    def validate() -> dict[str, float]:
+        """Mean PSNR, SSIM (full image) and map IoU over the validation samples, on uint8 outputs as users get them."""
+        pipe = eval_pipeline()
+        rows = []
+        for start in range(0, n_val, cfg.batch_size):
+            batch = [val_set[i] for i in range(start, min(start + cfg.batch_size, n_val))]
+            image, masked, mask = to_model_inputs({k: torch.stack([b[k] for b in batch]) for k in batch[0]}, accelerator.device)
+            maps, generated = pipe.predict(masked, mask if args.stage == "edit" else None)
+            outputs, targets = tensor_to_arrays(composite(masked, generated, maps)), tensor_to_arrays(image)
+            for out_i, gt_i, map_i, mask_i in zip(outputs, targets, maps[:, 0].cpu().numpy(), mask[:, 0].cpu().numpy()):
+                quality = image_metrics(out_i, gt_i, mask_i)
+                rows.append({"psnr": min(quality["psnr"], 100.0), "ssim": quality["ssim"], "iou": mask_metrics(map_i, mask_i)["iou"]})
+        trained.train()
+        return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+    def save_samples(step: int) -> None:
+        pipe = eval_pipeline()
+        batch = [val_set[i] for i in range(min(8, n_val))]
+        image, masked, mask = to_model_inputs({k: torch.stack([b[k] for b in batch]) for k in batch[0]}, accelerator.device)
+        maps, generated = pipe.predict(masked, mask if args.stage == "edit" else None)
+        output = composite(masked, generated, maps)
+        columns = [tensor_to_arrays(t) for t in (masked, maps.expand(-1, 3, -1, -1) * 2 - 1, output, image)]
+        grid = image_grid([[Image.fromarray(c[i]) for c in columns] for i in range(len(batch))],
+                          labels=["masked", "map", "output", "ground truth"])
+        (out / "samples").mkdir(exist_ok=True)
+        grid.save(out / "samples" / f"step_{step:08d}.png")
+        tracker = accelerator.get_tracker("tensorboard", unwrap=True)
+        tracker.add_image("samples", np.asarray(grid), step, dataformats="HWC")
+        trained.train()
+
+    if main_proc:
+        (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    accelerator.init_trackers("unmask-hf", config={k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool))})
+    weights = cfg.edit_loss_weights
+
+    def progress() -> float:
+        """Fraction of the run's budget used: steps, or wall-clock minutes when `max_minutes` is set."""
+        return max(state.step / cfg.max_steps, state.elapsed / (60 * cfg.max_minutes) if cfg.max_minutes > 0 else 0.0)
+
+    bar = tqdm(total=cfg.max_steps, initial=state.step, desc=f"train {args.stage}", disable=not main_proc, dynamic_ncols=True)
+    trained_p.train()
+    clock = window_start = time.perf_counter()
+    seen = 0
+    logs: dict[str, float] = {}
+
+    for batch in loader:
+        image, masked, mask = to_model_inputs(batch, accelerator.device, cfg.channels_last)
+        factor = lr_factor(cfg, state.step, progress())
+        for opt, base in [(opt_g, cfg.lr_g)] + ([(opt_d, cfg.lr_d)] if args.stage != "map" else []):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
+        terms: dict[str, torch.Tensor] = {}
+        if args.stage == "map":
+            with accelerator.accumulate(trained_p):
+                terms["map"] = map_loss(trained_p(masked, logits=True), mask, dice_weight=cfg.dice_weight)
+                accelerator.backward(terms["map"])
+                opt_g.step()
+                opt_g.zero_grad(set_to_none=True)
+        else:
+            adversarial = state.step >= cfg.adv_start_step
+            with accelerator.accumulate(trained_p, whole_p, region_p):
+                if args.stage == "joint":  # the editor learns to work with the maps it will really get
+                    with torch.no_grad():
+                        mask = (map_gen.probability(masked) > pipeline.threshold).float()
+                output = trained_p(masked, mask)  # composited: input × (1 − M) + generated × M
+                if adversarial:  # discriminators first, on the detached output
+                    with accelerator.autocast():
+                        fake = output.detach()
+                        terms["d_whole"] = discriminator_loss(whole_p(image), whole_p(fake))
+                        terms["d_region"] = discriminator_loss(region_p(image, mask), region_p(fake, mask))
+                    accelerator.backward(terms["d_whole"] + terms["d_region"])
+                    opt_d.step()
+                    opt_d.zero_grad(set_to_none=True)
+                # Generator step: frozen discriminators, called unwrapped so DDP never sees this forward.
+                whole_d.requires_grad_(False)
+                region_d.requires_grad_(False)
+                with accelerator.autocast():
+                    g_total, g_terms = edit_generator_loss(
+                        output, image, mask, whole_d(output) if adversarial else None,
+                        region_d(output, mask) if adversarial else None, perceptual, weights)
+                whole_d.requires_grad_(True)
+                region_d.requires_grad_(True)
+                terms.update(g_terms)
+                accelerator.backward(g_total)
+                opt_g.step()
+                opt_g.zero_grad(set_to_none=True)
+
+        seen += image.shape[0] * accelerator.num_processes
+        if not accelerator.sync_gradients:
+            continue
+        for name, value in terms.items():  # NaN/inf stops the run, naming the term; the last checkpoint stays
+            if not torch.isfinite(value.detach()).all():
+                last = next(iter(list_checkpoints(ckpt_root)), "none")
+                accelerator.print(f"error: loss term '{name}' is {value.item()} at step {state.step}; stopping. "
+                                  f"Last good checkpoint: {last}")
+                accelerator.end_training()
+                sys.exit(3)
+        if ema is not None:
+            ema.update(trained)
+        state.step += 1
+        now = time.perf_counter()
+        state.elapsed += now - clock
+        clock = now
+        bar.update(1)
+        for name, value in terms.items():
+            logs[name] = logs.get(name, 0.0) + value.detach().float().item() / cfg.log_every
+        if state.step % cfg.log_every == 0:
+            logs.update(lr_g=opt_g.param_groups[0]["lr"], images_per_second=seen / (now - window_start))
+            accelerator.log(logs, step=state.step)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("map", "total", "d_whole", "images_per_second")})
+            logs, seen, window_start = {}, 0, now
+        if val_set is not None and main_proc and state.step % cfg.sample_every == 0:
+            save_samples(state.step)
+        if val_set is not None and state.step % cfg.val_every == 0:
+            if main_proc:
+                metrics = validate()
+                accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=state.step)
+                key = "iou" if args.stage == "map" else "psnr"
+                if metrics.get(key, -math.inf) > state.best:
+                    state.best = metrics[key]
+                    save_pipeline(out / "best", metrics)
+                bar.write(f"step {state.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+            accelerator.wait_for_everyone()
+        if state.step % cfg.checkpoint_every == 0:
+            save_checkpoint(accelerator, ckpt_root, state.step, cfg.keep_checkpoints)
+        clock = time.perf_counter()  # validation, samples and checkpoints don't count as training time
+        done = torch.tensor(float(progress() >= 1.0), device=accelerator.device)
+        if accelerator.reduce(done, "max").item() > 0:
+            break
+
+    bar.close()
+    save_checkpoint(accelerator, ckpt_root, state.step, cfg.keep_checkpoints)
+    if main_proc:
+        metrics = validate() if val_set is not None else {}
+        save_pipeline(out / "pipeline", metrics)
+        accelerator.print(f"done: {state.step} steps in {state.elapsed / 60:.1f} min; pipeline at {out / 'pipeline'}"
+                          + (f"; validation {metrics}" if metrics else ""))
+        if args.push_to_hub:
+            url = eval_pipeline().push_to_hub(args.push_to_hub)
+            accelerator.print(f"pushed to {url}")
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Training building blocks used by `train/train.py`: config, data, checkpoints."""

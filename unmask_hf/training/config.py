@@ -1,0 +1,82 @@
+"""Training configuration: one dataclass with every default, loaded from YAML, overridden by CLI flags."""
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from ..losses import EditLossWeights
+
+STAGES = ("map", "edit", "joint")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs besides paths; `train/configs/*.yaml` override these defaults."""
+
+    image_size: int = 128
+    map_model: dict = field(default_factory=lambda: {"base_channels": 16, "max_channels": 128, "depth": 5, "dropout": 0.2})
+    edit_model: dict = field(default_factory=lambda: {"base_channels": 32, "max_channels": 192, "depth": 5, "dropout": 0.2})
+    whole_discriminator: dict = field(default_factory=lambda: {"base_channels": 32, "layers": 4})
+    region_discriminator: dict = field(default_factory=lambda: {"base_channels": 32, "layers": 3, "region_size": 64})
+    loss_weights: dict = field(default_factory=dict)  # EditLossWeights fields; missing ones keep their defaults
+    dice_weight: float = 1.0
+
+    batch_size: int = 32  # per device, per step
+    grad_accum: int = 1
+    max_steps: int = 10_000
+    max_minutes: float = 0.0  # > 0: also stop (and finish the LR schedule) when this wall-clock budget is used
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.05  # cosine decay down to this fraction of the peak LR
+    adv_start_step: int = 0  # edit/joint: adversarial terms off before this step (reconstruction warm-up)
+    ema_decay: float = 0.0  # > 0: keep an EMA of the trained generator and save it
+
+    mixed_precision: str = "no"  # no | bf16 | fp16
+    channels_last: bool = True
+    compile: bool = False
+    num_workers: int = 4
+    seed: int = 0
+    hflip: bool = True
+    color_jitter: float = 0.1  # max relative change of brightness, contrast and saturation
+
+    log_every: int = 50
+    sample_every: int = 500
+    val_every: int = 500
+    val_samples: int = 256
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+
+    def __post_init__(self) -> None:
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+        for name in ("batch_size", "grad_accum", "max_steps", "image_size", "val_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self.betas = tuple(self.betas)
+        EditLossWeights(**self.loss_weights)  # unknown loss names fail here, not mid-run
+
+    @property
+    def edit_loss_weights(self) -> EditLossWeights:
+        return EditLossWeights(**self.loss_weights)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None, overrides: dict | None = None) -> "TrainConfig":
+        """Defaults ← YAML file ← overrides (CLI flags); unknown keys are an error that names them."""
+        values = {}
+        if path is not None:
+            path = Path(path)
+            if not path.is_file():
+                raise FileNotFoundError(f"No config file {path}")
+            values = yaml.safe_load(path.read_text()) or {}
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown config keys {unknown} (known: {sorted(known)})")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,118 @@
+"""Training samples: (ground truth, masked, map) as uint8 tensors, from a built dataset or rendered on the fly.
+
+Every random choice of a sample (its mask when rendered on the fly, flip, colour jitter) is drawn from a
+generator seeded by (run seed, global sample index), so a run is reproducible with any number of DataLoader
+workers, and a resumed run sees exactly the samples an uninterrupted one would have seen.
+"""
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+
+from ..io import load_image
+from ..synth import make_sample
+
+
+def jitter_colors(images: list[np.ndarray], rng: np.random.Generator, amount: float) -> list[np.ndarray]:
+    """Apply one random brightness/contrast/saturation change to several images identically.
+
+    The contrast pivot is the first image's mean, so pixels equal across the images (those outside the
+    map) stay equal after the jitter.
+    """
+    brightness, contrast, saturation = 1 + rng.uniform(-amount, amount, size=3)
+    pivot = images[0].mean()
+    out = []
+    for image in images:
+        x = image.astype(np.float32) * brightness
+        x = (x - pivot * brightness) * contrast + pivot * brightness
+        gray = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        x = gray[..., None] + (x - gray[..., None]) * saturation
+        out.append(np.clip(x + 0.5, 0, 255).astype(np.uint8))
+    return out
+
+
+class PairedFaces(Dataset):
+    """Samples for training and validation, indexed by a global sample index (epoch × len + item).
+
+    `source` is either a `datasets.Dataset` with `image`, `masked`, `mask` columns (a built dataset), or a
+    list of plain face image paths whose masks are rendered on the fly with `synth.make_sample`.
+    """
+
+    def __init__(self, source, image_size: int, seed: int = 0, augment: bool = False,
+                 hflip: bool = True, color_jitter: float = 0.0):
+        self.source = source
+        self.render = isinstance(source, Sequence) and (len(source) == 0 or isinstance(source[0], (str, Path)))
+        self.image_size = image_size
+        self.seed = seed
+        self.augment = augment
+        self.hflip = hflip
+        self.color_jitter = color_jitter
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def _pair(self, item: int, rng: np.random.Generator) -> tuple[Image.Image, Image.Image, Image.Image]:
+        if self.render:
+            sample = make_sample(np.asarray(load_image(self.source[item])), int(rng.integers(2**31)), self.image_size)
+        else:
+            sample = self.source[item]
+        size = (self.image_size, self.image_size)
+        image, masked = (sample[k].convert("RGB") for k in ("image", "masked"))
+        mask = sample["mask"].convert("L")
+        if not image.size == masked.size == mask.size:
+            raise ValueError(f"Sample {item}: image, masked and mask sizes differ ({image.size}, {masked.size}, {mask.size})")
+        if image.size != size:  # a dataset built at another size
+            image, masked = image.resize(size, Image.BICUBIC), masked.resize(size, Image.BICUBIC)
+            mask = mask.resize(size, Image.NEAREST)
+        return image, masked, mask
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, index])
+        image, masked, mask = self._pair(index % len(self.source), rng)
+        image, masked, mask = np.array(image), np.array(masked), np.array(mask) > 127
+        if self.augment and self.hflip and rng.random() < 0.5:
+            image, masked, mask = image[:, ::-1], masked[:, ::-1], mask[:, ::-1]
+        if self.augment and self.color_jitter > 0:
+            image, masked = jitter_colors([image, masked], rng, self.color_jitter)
+            masked = np.where(mask[..., None], masked, image)  # keep outside pixels bit-identical after rounding
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
+            "masked": torch.from_numpy(np.ascontiguousarray(masked)).permute(2, 0, 1),
+            "mask": torch.from_numpy(np.ascontiguousarray(mask)).to(torch.uint8)[None],
+        }
+
+
+class StreamSampler(Sampler[int]):
+    """An endless stream of global sample indices: a fresh permutation per epoch, split across processes.
+
+    Position p of the stream is sample perm_e[p mod n] of epoch e = p // n; this process takes positions
+    start + rank, start + rank + world, …, so resuming at `start` continues the exact same stream.
+    """
+
+    def __init__(self, num_items: int, seed: int, start: int = 0, rank: int = 0, world: int = 1):
+        self.n, self.seed, self.start, self.rank, self.world = num_items, seed, start, rank, world
+
+    def __iter__(self) -> Iterator[int]:
+        position = self.start + self.rank
+        epoch, perm = -1, None
+        while True:
+            if position // self.n != epoch:
+                epoch = position // self.n
+                perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            yield epoch * self.n + int(perm[position % self.n])
+            position += self.world
+
+
+def to_model_inputs(batch: dict[str, torch.Tensor], device: torch.device,
+                    channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """uint8 batch → (image, masked) in [-1, 1] and map in {0, 1}, on `device` (conversion on the GPU, not in workers)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+
+    def convert(x: torch.Tensor, scale: float, shift: float) -> torch.Tensor:
+        return x.to(device, non_blocking=True).float().mul_(scale).sub_(shift).contiguous(memory_format=fmt)
+
+    return convert(batch["image"], 1 / 127.5, 1.0), convert(batch["masked"], 1 / 127.5, 1.0), convert(batch["mask"], 1.0, 0.0)

@@ -1,0 +1,31 @@
+"""Where training samples come from: a built dataset (Hub id or folder), or plain faces rendered on the fly."""
+
+import argparse
+from pathlib import Path
+
+from ..dataset import BuildConfig, FaceFolder, load_masked_faces, split_identities
+
+
+def open_sources(args: argparse.Namespace) -> tuple[object, object | None, str]:
+    """(train source, validation source or None, a one-line description for the model card).
+
+    With `--faces`, the identity-disjoint split is the one `train/build_dataset.py` makes from the same
+    folder with the same fractions and seed, so both modes hold out the same people.
+    """
+    if args.dataset:
+        train = load_masked_faces(args.dataset, "train")
+        try:
+            val = load_masked_faces(args.dataset, "validation")
+        except ValueError as e:
+            if "no split" not in str(e):
+                raise
+            val = None
+        return train, val, f"{args.dataset} (train split, {len(train)} samples)"
+    faces = FaceFolder(args.faces, args.identities)
+    defaults = BuildConfig(source=str(args.faces))
+    splits = split_identities(faces.identities, args.val_fraction, defaults.test_fraction, defaults.seed)
+    train = [faces.files[i] for i in splits["train"]]
+    val = [faces.files[i] for i in splits.get("validation", [])] or None
+    people = len({faces.identities[i] for i in splits["train"]} - {None})
+    return train, val, (f"{Path(args.faces).name}: {len(train)} faces of the identity-disjoint train split"
+                        + (f" ({people} identities)" if people else "") + ", masks rendered on the fly")
