@@ -8,6 +8,8 @@ from skimage.data import astronaut
 from unmask_hf import UnmaskPipeline
 from unmask_hf.models import EditGenerator, MapGenerator
 
+from .hub_server import hub, olah_server  # noqa: F401  (fixtures: a local Hub over HTTP)
+
 torch.set_num_threads(2)
 
 

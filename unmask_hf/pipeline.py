@@ -16,18 +16,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from huggingface_hub import HfApi, ModelCard, snapshot_download
-from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 from PIL import Image
 
 from .model_card import render_model_card
 from .io import ImageInput, images_to_tensor, load_image, load_mask, tensor_to_arrays
 from .models import EditGenerator, MapGenerator
-from .models.hub import HubModule, load_safetensors, resolve_weights
+from .models.hub import WEIGHTS_NAME, HubModule, load_safetensors, resolve_weights
 from .viz import overlay_mask
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default"
 PIPELINE_CONFIG = "pipeline.json"
 SUBFOLDERS = {"map": MapGenerator, "edit": EditGenerator}
+REQUIRED_FILES = [PIPELINE_CONFIG] + [f"{name}/{file}" for name in SUBFOLDERS for file in ("config.json", WEIGHTS_NAME)]
 
 
 @dataclass
@@ -129,8 +130,13 @@ class UnmaskPipeline:
                                                 allow_patterns=[PIPELINE_CONFIG, "README.md", "map/*", "edit/*"]))
             except (RepositoryNotFoundError, RevisionNotFoundError) as e:
                 raise FileNotFoundError(f"Hub repo {model_id!r} (revision {revision or 'main'}) not found: {e}") from e
+            except LocalEntryNotFoundError as e:  # no connection and nothing cached, or a revision with no files
+                raise FileNotFoundError(f"Could not get Hub repo {model_id!r} (revision {revision or 'main'}): {e}") from e
             except HfHubHTTPError as e:
                 raise OSError(f"Could not download {model_id!r} from the Hub: {e}") from e
+            missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+            if missing:
+                raise FileNotFoundError(f"Hub repo {model_id!r} (revision {revision or 'main'}) has no {', '.join(missing)}")
         config = _read_json(folder / PIPELINE_CONFIG)
         modules = {name: _load_module(module_cls, folder / name) for name, module_cls in SUBFOLDERS.items()}
         info = config.get("info", {})
