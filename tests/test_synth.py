@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from unmask_hf.faces import TEMPLATE_LANDMARKS
+from unmask_hf.synth import MASK_STYLES, make_sample, render_mask
+
+
+def face(size: int) -> np.ndarray:
+    """The public-domain astronaut photo, face roughly centred, at size×size."""
+    photo = Image.fromarray(skimage.data.astronaut()).crop((130, 20, 330, 220))
+    return np.asarray(photo.resize((size, size), Image.LANCZOS))
+
+
+@pytest.mark.parametrize("style", MASK_STYLES)
+def test_same_seed_gives_identical_bytes(style):
+    image = face(128)
+    a, b = render_mask(image, 7, style), render_mask(image, 7, style)
+    assert a.masked.tobytes() == b.masked.tobytes() and a.mask.tobytes() == b.mask.tobytes()
+    c = render_mask(image, np.random.default_rng(7), style)  # a Generator seeded alike gives the same mask
+    assert c.masked.tobytes() == a.masked.tobytes()
+    assert render_mask(image, 8, style).masked.tobytes() != a.masked.tobytes()
+
+
+@pytest.mark.parametrize("size", [64, 128, 512])
+@pytest.mark.parametrize("style", MASK_STYLES)
+def test_map_is_exactly_the_changed_pixels(style, size):
+    image = face(size)
+    for seed in range(3 if size < 512 else 1):
+        out = render_mask(image, seed, style)
+        assert out.style == style
+        assert out.masked.shape == image.shape and out.masked.dtype == np.uint8
+        assert out.mask.shape == image.shape[:2] and out.mask.dtype == np.uint8
+        assert set(np.unique(out.mask)) <= {0, 255}
+        changed = (out.masked != image).any(axis=2)
+        np.testing.assert_array_equal(out.mask == 255, changed)
+        # A real mask: a sizeable region that covers the mouth.
+        assert 0.05 < changed.mean() < 0.75
+        mouth = (TEMPLATE_LANDMARKS[3:].mean(0) * size).astype(int)
+        assert out.mask[mouth[1], mouth[0]] == 255
+
+
+def test_soft_edges_blend_with_the_face():
+    image = np.zeros((128, 128, 3), np.uint8)  # on black, a white mask's edge pixels are grey
+    partial = 0
+    for seed in range(10):
+        out = render_mask(image, seed, "kn95")
+        region = out.mask == 255
+        partial += ((out.masked.max(2) > 0) & (out.masked.max(2) < 60) & region).sum()
+        np.testing.assert_array_equal(region, (out.masked != image).any(2))
+    assert partial > 0
+
+
+@pytest.mark.parametrize("value", [0, 255])
+def test_flat_faces_still_have_exact_maps(value):
+    image = np.full((96, 96, 3), value, np.uint8)
+    for seed in range(20):
+        out = render_mask(image, seed)
+        np.testing.assert_array_equal(out.mask == 255, (out.masked != image).any(2))
+
+
+def test_landmarks_place_the_mask():
+    image = face(128)
+    template = TEMPLATE_LANDMARKS * 128
+    centre = lambda m: np.argwhere(m.T == 255).mean(0)  # (x, y)
+    base = render_mask(image, 3, "surgical", landmarks=template).mask
+    moved = render_mask(image, 3, "surgical", landmarks=template + [15, 10]).mask
+    np.testing.assert_allclose(centre(moved) - centre(base), [15, 10], atol=2)
+    small = render_mask(image, 3, "surgical", landmarks=(template - 64) * 0.5 + 64).mask
+    assert 0.15 < (small == 255).sum() / (base == 255).sum() < 0.35  # half the face, a quarter of the area
+
+
+def test_style_choice():
+    image = face(64)
+    assert {render_mask(image, seed).style for seed in range(60)} == set(MASK_STYLES)
+    assert {render_mask(image, seed, styles=("n95", "kn95")).style for seed in range(20)} == {"n95", "kn95"}
+    with pytest.raises(ValueError, match="Unknown mask style"):
+        render_mask(image, 0, "scarf")
+    with pytest.raises(ValueError, match="H×W×3 uint8"):
+        render_mask(image[..., 0], 0)
+
+
+def test_make_sample():
+    wide = Image.fromarray(skimage.data.astronaut()).crop((100, 20, 360, 220))  # 260×200: centre-cropped square
+    sample = make_sample(np.asarray(wide), seed=5, size=96)
+    assert set(sample) == {"image", "masked", "mask", "mask_style"}
+    assert sample["image"].size == sample["masked"].size == sample["mask"].size == (96, 96)
+    assert sample["image"].mode == "RGB" and sample["masked"].mode == "RGB" and sample["mask"].mode == "L"
+    assert sample["mask_style"] in MASK_STYLES
+    expected = wide.crop((30, 0, 230, 200)).resize((96, 96), Image.LANCZOS)
+    np.testing.assert_array_equal(np.asarray(sample["image"]), np.asarray(expected))
+    image, masked, mask = (np.asarray(sample[k]) for k in ("image", "masked", "mask"))
+    np.testing.assert_array_equal(masked[mask == 0], image[mask == 0])
+    again = make_sample(wide, seed=5, size=96)  # PIL input works too, same bytes
+    assert again["masked"].tobytes() == sample["masked"].tobytes()
+    assert make_sample(wide, seed=5, size=96, style="gaiter")["mask_style"] == "gaiter"

@@ -1,0 +1,571 @@
+"""The procedural face-mask renderer: draws a realistic mask onto a face photo and returns the exact map of it.
+
+Everything is drawn from code (no template images): the outline comes from the facial geometry (five
+landmarks), the fabric from procedural patterns, the look from a curved-surface shading model. A mask is
+described in *mask coordinates*: x along the eye line in units of the eye distance, y from the eyes towards
+the mouth in units of the eye-to-mouth distance (eyes at y=0, nose tip near 0.6, mouth at 1, chin near 2).
+Inside the outline a point also has *surface coordinates* (s, t): s in [-1, 1] from the left to the right
+side, t in [0, 1] from the top edge to the bottom edge, so pleats, hems and seams follow the shape.
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from unmask_hf.faces import TEMPLATE_LANDMARKS
+
+MASK_STYLES: tuple[str, ...] = ("surgical", "cloth", "n95", "kn95", "gaiter")
+SUPERSAMPLE = 4  # outlines are drawn at 4× and box-filtered: soft, anti-aliased edges
+LOW_PROBABILITY = 0.12  # how often a mask is worn below the nose
+
+
+def _mask_frame_landmarks() -> np.ndarray:
+    """The template landmarks expressed in mask coordinates (derived, so a refined template carries over)."""
+    eyes, mouth = TEMPLATE_LANDMARKS[:2].mean(0), TEMPLATE_LANDMARKS[3:].mean(0)
+    axes = np.stack([TEMPLATE_LANDMARKS[1] - TEMPLATE_LANDMARKS[0], mouth - eyes], axis=1)  # columns: x, y units
+    return np.linalg.solve(axes, (TEMPLATE_LANDMARKS - eyes).T).T
+
+
+CANONICAL_LANDMARKS = _mask_frame_landmarks()
+
+
+@dataclass
+class RenderedMask:
+    """A face wearing a rendered mask, with the exact map of the pixels the mask changed."""
+
+    masked: np.ndarray  # H×W×3 uint8, the face wearing the mask
+    mask: np.ndarray  # H×W uint8, 255 where the rendered mask changed the pixel, else 0
+    style: str
+
+
+@dataclass
+class _Shape:
+    """An outline in mask coordinates: top and bottom edges as functions of s, half-width as a function of t."""
+
+    top: Callable[[np.ndarray], np.ndarray]
+    bottom: Callable[[np.ndarray], np.ndarray]
+    width_t: Sequence[float] = (0.0, 1.0)  # knots in t ...
+    width: Sequence[float] = (1.05, 1.0)  # ... and half-widths there
+
+    def half_width(self, t: np.ndarray) -> np.ndarray:
+        return np.interp(t, self.width_t, self.width)
+
+    def outline(self, n: int = 32) -> np.ndarray:
+        s, t = np.linspace(-1, 1, n), np.linspace(0, 1, n)
+
+        def side(sign: float, t: np.ndarray) -> np.ndarray:
+            top, bottom = self.top(np.full(n, sign)), self.bottom(np.full(n, sign))
+            return np.stack([sign * self.half_width(t), top + t * (bottom - top)], 1)
+
+        top = np.stack([s * self.half_width(np.zeros(n)), self.top(s)], 1)
+        bottom = np.stack([-s * self.half_width(np.ones(n)), self.bottom(-s)], 1)
+        return np.concatenate([top, side(1.0, t), bottom, side(-1.0, t[::-1])])
+
+    def surface(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Mask coordinates → surface coordinates (s, t) and the distance to the nearest edge in mask units."""
+        top, bottom = self.top(np.zeros(1)), self.bottom(np.zeros(1))
+        t = np.clip((y - top) / (bottom - top), 0, 1)  # start from the centre line's edges
+        for _ in range(3):  # fixed-point iteration: s depends on the width at t, t on the edges at s
+            w = self.half_width(t)
+            s = np.clip(x / w, -1, 1)
+            top, bottom = self.top(s), self.bottom(s)
+            height = np.maximum(bottom - top, 1e-3)
+            t = np.clip((y - top) / height, 0, 1)
+        edge = np.minimum(np.minimum(t, 1 - t) * height, (1 - np.abs(s)) * w)
+        return s, t, edge
+
+
+@dataclass
+class _Design:
+    """Everything one mask needs: its outline, how its fabric looks, and strings/parts drawn on top."""
+
+    shape: _Shape
+    paint: Callable  # (x, y, s, t, edge, px) → H×W×3 float colour in 0..255
+    strings: list = field(default_factory=list)  # ear loops / straps: polylines in mask coordinates ...
+    string_width: float = 0.0  # ... their width in mask units ...
+    string_rgb: tuple = (0, 0, 0)  # ... and colour
+    parts: list = field(default_factory=list)  # (polygon in mask coords, paint(x, y, px) → colour)
+
+
+# ---------------------------------------------------------------- procedural textures (vectorised numpy)
+
+def _value_noise(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, freq: float) -> np.ndarray:
+    """Smooth noise in [0, 1] at mask coordinates: a random lattice (spacing 1/freq) smoothly interpolated."""
+    gx, gy = x * freq, y * freq
+    x0, y0 = np.floor(gx.min()), np.floor(gy.min())
+    fx, fy = gx - x0, gy - y0
+    ix, iy = fx.astype(np.int32), fy.astype(np.int32)
+    lattice = rng.random((int(iy.max()) + 2, int(ix.max()) + 2), dtype=np.float32)
+    fx, fy = fx - ix, fy - iy
+    fx, fy = fx * fx * (3 - 2 * fx), fy * fy * (3 - 2 * fy)
+    top = lattice[iy, ix] * (1 - fx) + lattice[iy, ix + 1] * fx
+    bottom = lattice[iy + 1, ix] * (1 - fx) + lattice[iy + 1, ix + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def _band(distance: np.ndarray, half_width: float, px: float) -> np.ndarray:
+    """1 inside |distance| < half_width, 0 outside, with a one-pixel soft edge (px = pixels per mask unit)."""
+    return np.clip((half_width - np.abs(distance)) * px + 0.5, 0, 1)
+
+
+def _stripes(q: np.ndarray, period: float, duty: float, px: float) -> np.ndarray:
+    """Anti-aliased square wave along coordinate q: 1 on the stripes."""
+    distance = (np.abs(np.mod(q / period, 1.0) - 0.5)) * period
+    return _band(distance, duty * period / 2, px)
+
+
+def _mix(a: np.ndarray, b, weight: np.ndarray) -> np.ndarray:
+    return a + (np.asarray(b, np.float32) - a) * weight[..., None]
+
+
+def _jitter_color(rng: np.random.Generator, rgb, amount: float = 10) -> np.ndarray:
+    return np.clip(np.asarray(rgb, np.float32) + rng.normal(0, amount, 3), 0, 255).astype(np.float32)
+
+
+def _pick(rng: np.random.Generator, options):
+    return options[rng.integers(len(options))]
+
+
+def _fill(x: np.ndarray, rgb) -> np.ndarray:
+    return np.broadcast_to(np.asarray(rgb, np.float32), x.shape + (3,)).copy()
+
+
+SURGICAL_COLORS = [(140, 190, 228), (125, 178, 222), (160, 205, 232), (120, 190, 175), (140, 200, 190),
+                   (236, 238, 240), (34, 34, 38), (238, 168, 190)]
+CLOTH_COLORS = [(24, 24, 27), (24, 24, 27), (30, 38, 70), (62, 62, 68), (140, 140, 146), (228, 228, 224),
+                (72, 96, 140), (165, 32, 42), (100, 28, 38), (84, 90, 52), (196, 180, 150), (228, 150, 170),
+                (30, 118, 124), (40, 70, 170), (200, 158, 50), (98, 62, 130), (150, 190, 225), (60, 100, 60)]
+RESPIRATOR_COLORS = [(240, 240, 236), (240, 240, 236), (232, 228, 214), (205, 206, 208), (30, 30, 33),
+                     (140, 180, 220), (236, 176, 196)]
+STRAP_COLORS = [(90, 130, 190), (220, 196, 110), (236, 236, 236), (236, 236, 236), (200, 130, 90), (40, 40, 40)]
+FLORAL_COLORS = [[(238, 90, 120), (250, 220, 90)], [(245, 245, 240), (240, 200, 60)], [(120, 160, 230), (250, 250, 250)],
+                 [(230, 120, 60), (90, 50, 30)]]  # petals, centres
+GAITER_COLORS = [(24, 24, 27), (30, 38, 70), (62, 62, 68), (84, 90, 52), (140, 140, 146), (165, 32, 42)] + CLOTH_COLORS
+BANDANA_COLORS = [(170, 28, 36), (180, 30, 36), (28, 40, 90), (25, 25, 28), (60, 90, 60)]
+VALVE_COLORS = [(235, 235, 232), (235, 235, 232), (150, 152, 156), (45, 45, 48), (90, 130, 190)]
+CAMO_PALETTES = [[(86, 96, 60), (60, 70, 42), (120, 100, 70), (34, 32, 28)],
+                 [(196, 176, 140), (160, 130, 96), (120, 96, 70), (210, 196, 170)],
+                 [(150, 150, 152), (100, 100, 104), (60, 60, 64), (200, 200, 200)]]
+
+
+def _pattern(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, px: float, kind: str, base) -> np.ndarray:
+    """A printed or woven fabric pattern at mask coordinates (x, y)."""
+    other = _jitter_color(rng, _pick(rng, CLOTH_COLORS), 12)
+    angle = rng.choice([0.0, np.pi / 2, np.pi / 4, -np.pi / 4]) + rng.normal(0, 0.05)
+    u = x * np.cos(angle) + y * np.sin(angle)
+    v = -x * np.sin(angle) + y * np.cos(angle)
+    if kind == "stripes":
+        period = rng.uniform(0.13, 0.45)
+        out = _mix(_fill(x, base), other, _stripes(u, period, rng.uniform(0.2, 0.5), px))
+        if rng.random() < 0.4:  # a thin accent stripe
+            out = _mix(out, _jitter_color(rng, (235, 235, 230)), _stripes(u + period / 2, period, 0.08, px))
+        return out
+    if kind == "checks":  # gingham / buffalo check: where two stripe sets cross the colour is full
+        period = rng.uniform(0.16, 0.52)
+        weight = 0.5 * (_stripes(x, period, 0.5, px) + _stripes(y, period, 0.5, px))
+        return _mix(_fill(x, base), other, weight)
+    if kind == "dots":
+        period = rng.uniform(0.16, 0.39)
+        gx, gy = x / period, y / period
+        gx = gx + 0.5 * (np.floor(gy) % 2)  # offset rows
+        distance = np.hypot(np.mod(gx, 1.0) - 0.5, np.mod(gy, 1.0) - 0.5) * period
+        dot = _jitter_color(rng, _pick(rng, [(240, 240, 236), (30, 30, 30), other]))
+        return _mix(_fill(x, base), dot, _band(distance, period * rng.uniform(0.12, 0.3), px))
+    if kind == "florals":
+        return _florals(x, y, rng, px, base)
+    if kind == "camo":
+        palette = [_jitter_color(rng, c, 6) for c in _pick(rng, CAMO_PALETTES)]
+        out = _fill(x, palette[0])
+        for color in palette[1:]:  # two octaves on tilted axes, so no blob lines up with the noise lattice
+            freq = rng.uniform(2.3, 4.6)
+            blobs = 0.65 * _value_noise(u, v * 1.3, rng, freq) + 0.35 * _value_noise(v, u, rng, freq * 2.3)
+            out = _mix(out, color, np.clip((blobs - 0.56) * px * 0.3 + 0.5, 0, 1))
+        return out
+    # "noise": heathered / melange knit, streaky along the weave
+    streaks = _value_noise(u * 0.5, v * 2, rng, 11) - 0.5
+    grain = _value_noise(u, v, rng, 35) - 0.5
+    return _fill(x, base) * (1 + 0.15 * streaks + 0.3 * grain)[..., None]
+
+
+def _florals(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, px: float, base) -> np.ndarray:
+    """Scattered five-petal flowers (and small dots) on a ground colour."""
+    period = rng.uniform(0.29, 0.52)
+    petals = rng.integers(4, 7)
+    colors = [_jitter_color(rng, c) for c in _pick(rng, FLORAL_COLORS)]
+    gx, gy = x / period, y / period
+    cx, cy = np.floor(gx).astype(np.int32), np.floor(gy).astype(np.int32)
+    ox, oy = cx - cx.min(), cy - cy.min()
+    jitter = rng.uniform(-0.18, 0.18, (2, oy.max() + 1, ox.max() + 1))
+    spin = rng.uniform(0, 2 * np.pi, (oy.max() + 1, ox.max() + 1))
+    fx, fy = gx - cx - 0.5 - jitter[0, oy, ox], gy - cy - 0.5 - jitter[1, oy, ox]
+    radius = np.hypot(fx, fy) * period
+    theta = np.arctan2(fy, fx) + spin[oy, ox]
+    size = period * 0.3
+    petal_edge = size * (0.45 + 0.55 * np.abs(np.cos(petals * theta / 2)))
+    out = _mix(_fill(x, base), colors[0], np.clip((petal_edge - radius) * px + 0.5, 0, 1))
+    out = _mix(out, colors[1], _band(radius, size * 0.25, px))
+    sprinkle = np.hypot(np.mod(gx + 0.5, 1.0) - 0.5, np.mod(gy + 0.5, 1.0) - 0.5) * period
+    return _mix(out, colors[1], _band(sprinkle, period * 0.05, px))
+
+
+# ---------------------------------------------------------------- shading
+
+def _lambert(nx: np.ndarray, ny: np.ndarray, light: np.ndarray, ambient: float) -> np.ndarray:
+    """Diffuse shading of a surface with normal (nx, ny, ·) under a directional light, peak 1."""
+    nz = np.sqrt(np.clip(1 - nx * nx - ny * ny, 0.02, 1))
+    norm = np.sqrt(nx * nx + ny * ny + nz * nz)
+    return ambient + (1 - ambient) * np.clip((nx * light[0] + ny * light[1] + nz * light[2]) / norm, 0, 1)
+
+
+def _wrap_normal(s: np.ndarray, t: np.ndarray, across: float = 0.75, down: float = 0.55) -> tuple[np.ndarray, np.ndarray]:
+    """Normals of a mask wrapped around the face: sides turn away, the bottom tucks under the chin."""
+    return s * across, down * (t - 0.4) + 1.2 * np.clip(t - 0.8, 0, None)
+
+
+# ---------------------------------------------------------------- the five styles
+
+def _ear_loops(shape: _Shape, rng: np.random.Generator) -> list:
+    """Two loops per side, from the mask's corners to the root of the ear."""
+    loops = []
+    ear_x = rng.uniform(1.44, 1.57)  # where the loop disappears behind the cheek or into the hair
+    for side in (-1, 1):
+        for t, ear_y in ((0.0, rng.uniform(0.16, 0.34)), (1.0, rng.uniform(0.69, 0.92))):
+            edge = shape.top if t == 0 else shape.bottom
+            corner = np.array([side * shape.half_width(np.array(t)), edge(np.array([float(side)]))[0]])
+            ear = np.array([side * ear_x, ear_y])
+            sag = (corner + ear) / 2 + [0.0, rng.uniform(0.0, 0.075)]
+            u = np.linspace(0, 1, 12)[:, None]
+            loops.append((1 - u) ** 2 * corner + 2 * u * (1 - u) * sag + u ** 2 * ear)
+    return loops
+
+
+def _surgical(rng: np.random.Generator, low: float) -> _Design:
+    top_c, top_side = rng.uniform(0.19, 0.32) + low, rng.uniform(0.44, 0.57) + low * 0.8
+    bottom_c, bottom_side = rng.uniform(2.05, 2.2), rng.uniform(1.44, 1.6)
+    nose = rng.uniform(0.04, 0.09)  # the nose wire bends over the bridge: a small peak in the top edge
+    shape = _Shape(top=lambda s: top_side + (top_c - top_side) * (1 - s * s) - nose * np.exp(-(s / 0.18) ** 2),
+                   bottom=lambda s: bottom_side + (bottom_c - bottom_side) * (1 - np.abs(s) ** 1.6),
+                   width=(rng.uniform(1.36, 1.47), rng.uniform(1.24, 1.34)))
+    base = _jitter_color(rng, _pick(rng, SURGICAL_COLORS), 6)
+    pleats = 3
+    light = _light(rng)
+    ambient = rng.uniform(0.45, 0.6)
+
+    def paint(x, y, s, t, edge, px):
+        nx, ny = _wrap_normal(s, t)
+        # Pleats: each band tilts down a little and its fold casts a thin shadow; bands follow t, so they
+        # fan out over the chin and converge at the hems.
+        phase = np.mod(t * (pleats + 1.2) - 0.6, 1.0)
+        ny = ny + 0.35 * (phase - 0.5) * (t > 0.15) * (t < 0.92)
+        shade = _lambert(nx, ny, light, ambient)
+        fold = _band(np.minimum(phase, 1 - phase) * 1.8 / (pleats + 1.2), 0.01, px) * (t > 0.15) * (t < 0.92)
+        shade = shade * (1 - 0.22 * fold)
+        hem = _band(edge, 0.07, px)  # the bound edges are double layered, a shade darker
+        shade = shade * (1 - 0.07 * hem)
+        return _fill(x, base) * shade[..., None]
+
+    loop_rgb = _jitter_color(rng, (235, 235, 235) if rng.random() < 0.8 else base, 6)
+    return _Design(shape, paint, _ear_loops(shape, rng), rng.uniform(0.024, 0.04), loop_rgb)
+
+
+def _cloth(rng: np.random.Generator, low: float) -> _Design:
+    top_c, top_side = rng.uniform(0.17, 0.29) + low, rng.uniform(0.47, 0.63) + low * 0.8
+    bottom_c, bottom_side = rng.uniform(2.05, 2.26), rng.uniform(1.38, 1.63)
+    contoured = rng.random() < 0.6  # the two-panel contoured mask with a seam down the middle, else pleated
+    shape = _Shape(top=lambda s: top_side + (top_c - top_side) * (1 - np.abs(s) ** (1.3 if contoured else 2)),
+                   bottom=lambda s: bottom_side + (bottom_c - bottom_side) * (1 - np.abs(s) ** (1.4 if contoured else 1.8)),
+                   width=(rng.uniform(1.34, 1.47), rng.uniform(1.2, 1.34)))
+    base = _jitter_color(rng, _pick(rng, CLOTH_COLORS), 10)
+    kind = _pick(rng, ["solid", "solid", "solid", "stripes", "checks", "dots", "florals", "camo", "noise"])
+    light = _light(rng)
+    ambient = rng.uniform(0.4, 0.55)
+
+    def paint(x, y, s, t, edge, px):
+        color = _fill(x, base) if kind == "solid" else _pattern(x, y, rng, px, kind, base)
+        nx, ny = _wrap_normal(s, t, across=0.85 if contoured else 0.75)
+        if contoured:  # two panels meeting at a ridge over the nose and chin
+            nx = nx + 0.25 * np.tanh(s * 6)
+        else:
+            phase = np.mod(t * 3.2 - 0.6, 1.0)
+            ny = ny + 0.3 * (phase - 0.5) * (t > 0.15) * (t < 0.9)
+        shade = _lambert(nx, ny, light, ambient)
+        shade = shade * (1 + 0.12 * (_value_noise(x, y, rng, 4.6) - 0.5))  # soft wrinkles
+        if contoured:
+            shade = shade * (1 - 0.25 * _band(s * shape.half_width(t), 0.01, px))  # the stitched seam
+        shade = shade * (1 - 0.1 * _band(edge, 0.06, px))
+        return color * shade[..., None]
+
+    loop_rgb = base if rng.random() < 0.6 else _jitter_color(rng, _pick(rng, [(30, 30, 30), (235, 235, 235)]), 6)
+    return _Design(shape, paint, _ear_loops(shape, rng), rng.uniform(0.033, 0.06), loop_rgb)
+
+
+def _n95(rng: np.random.Generator, low: float) -> _Design:
+    """A moulded cup respirator: an oval dome, a welded rim, a nose clip, head straps, sometimes a valve."""
+    top, bottom = rng.uniform(0.13, 0.29) + low, rng.uniform(2.05, 2.2)
+    center = top + rng.uniform(0.45, 0.55) * (bottom - top)
+    q = rng.uniform(2.2, 2.8)  # superellipse: a little boxier than an ellipse
+    arc = lambda s: (1 - np.abs(s) ** q) ** (1 / q)
+    shape = _Shape(top=lambda s: center - (center - top) * arc(s), bottom=lambda s: center + (bottom - center) * arc(s),
+                   width=(rng.uniform(1.1, 1.23),) * 2)
+    base = _jitter_color(rng, _pick(rng, RESPIRATOR_COLORS), 5)
+    light, ambient = _light(rng), rng.uniform(0.35, 0.5)
+    nose_clip = rng.random() < 0.7
+
+    def paint(x, y, s, t, edge, px):
+        nx, ny = s * 0.9, (t - 0.55) * 1.1  # a dome: the sides and the bottom turn away from the camera
+        shade = _lambert(nx, ny, light, ambient)
+        shade = shade * (1 + 0.08 * (_value_noise(x, y, rng, 23) - 0.5))  # non-woven fibres
+        shade = shade * (1 - 0.12 * _band(edge - 0.05, 0.016, px))  # the welded rim line
+        color = _fill(x, base) * shade[..., None]
+        if nose_clip:  # aluminium nose clip
+            metal = _band(edge - 0.065, 0.04, px) * _band(x, 0.29, px) * (t < 0.3)
+            color = _mix(color, np.array([200, 202, 206], np.float32) * 0.95, metal * 0.8)
+        return color
+
+    strap_rgb = _jitter_color(rng, _pick(rng, STRAP_COLORS), 8)
+    strap_w = rng.uniform(0.065, 0.105)
+    w = shape.width[0]
+    strings = []
+    u = np.linspace(0, 1, 8)[:, None]
+    for side in (-1, 1):
+        # The head straps leave the cup's sides and curve back over the cheek (above and below the ear),
+        # disappearing behind the head at the face outline.
+        for start_y, end_y in ((center - 0.38, rng.uniform(0.07, 0.31)), (center + 0.38, rng.uniform(1.45, 1.7))):
+            start, end = np.array([side * w * 0.9, start_y]), np.array([side * 1.55, end_y])
+            bend = np.array([side * 1.44, start_y + (end_y - start_y) * 0.3])
+            strings.append((1 - u) ** 2 * start + 2 * u * (1 - u) * bend + u ** 2 * end)
+    parts = []
+    if rng.random() < 0.4:
+        parts.append(_valve(rng, rng.choice([-1, 1]) * rng.uniform(0.46, 0.66), center + rng.uniform(0.06, 0.31)))
+    return _Design(shape, paint, strings, strap_w, strap_rgb, parts)
+
+
+def _valve(rng: np.random.Generator, cx: float, cy: float) -> tuple:
+    """An exhalation valve: a round or rounded-square plastic cap with slits."""
+    r = rng.uniform(0.29, 0.39)
+    angle = np.linspace(0, 2 * np.pi, 33)[:-1]
+    p = 2.0 if rng.random() < 0.5 else 4.0
+    superellipse = lambda c: np.sign(c) * np.abs(c) ** (2 / p)
+    polygon = np.stack([cx + r * superellipse(np.cos(angle)), cy + r * 0.95 * superellipse(np.sin(angle))], 1)
+    rgb = _jitter_color(rng, _pick(rng, VALVE_COLORS), 6)
+    light = _light(rng)
+
+    def paint(x, y, px):
+        u, v = (x - cx) / r, (y - cy) / r
+        radius = (np.abs(u) ** p + np.abs(v) ** p) ** (1 / p)
+        shade = _lambert(u * 0.6, v * 0.6, light, 0.45)
+        shade = shade * (1 - 0.35 * _band(radius - 0.78, 0.05, px * r))  # the raised rim
+        slits = _stripes(v, 0.22, 0.3, px * r) * (radius < 0.6)
+        shade = shade * (1 - 0.45 * slits)
+        return _fill(x, rgb) * shade[..., None]
+
+    return polygon, paint
+
+
+def _kn95(rng: np.random.Generator, low: float) -> _Design:
+    """A folded KN95: two flat panels meeting at a vertical seam, a pointed top and chin, welded edges."""
+    peak, top_side = rng.uniform(0.17, 0.29) + low, rng.uniform(0.5, 0.63) + low * 0.8
+    chin, bottom_side = rng.uniform(2.17, 2.35), rng.uniform(1.44, 1.6)
+    shape = _Shape(top=lambda s: peak + (top_side - peak) * np.abs(s) ** 0.85,
+                   bottom=lambda s: chin + (bottom_side - chin) * np.abs(s) ** 1.35,
+                   width=(rng.uniform(1.36, 1.47), rng.uniform(1.23, 1.31)))
+    base = _jitter_color(rng, _pick(rng, RESPIRATOR_COLORS), 5)
+    light, ambient = _light(rng), rng.uniform(0.35, 0.5)
+
+    def paint(x, y, s, t, edge, px):
+        nx = 0.45 * s + 0.35 * np.tanh(s * shape.half_width(t) * px)  # each panel is flat; the crease is sharp
+        ny = (t - 0.45) * 0.8
+        shade = _lambert(nx, ny, light, ambient)
+        shade = shade * (1 + 0.06 * (_value_noise(x, y, rng, 23) - 0.5))
+        seam = _band(s * shape.half_width(t), 0.013, px)
+        dots = 0.5 + 0.5 * np.sin(x * 2 * np.pi / max(0.045, 3 / px)) * np.sin(y * 2 * np.pi / max(0.045, 3 / px))
+        weld = _band(edge - 0.065, 0.024, px) * (0.6 + 0.4 * dots)  # the embossed welded border
+        shade = shade * (1 - 0.25 * seam) * (1 - 0.15 * weld)
+        return _fill(x, base) * shade[..., None]
+
+    loop_rgb = _jitter_color(rng, (238, 238, 236) if base.mean() > 100 else (30, 30, 32), 6)
+    return _Design(shape, paint, _ear_loops(shape, rng), rng.uniform(0.04, 0.06), loop_rgb)
+
+
+def _gaiter(rng: np.random.Generator, low: float) -> _Design:
+    """A neck gaiter pulled up over the nose, or a bandana tied behind the head."""
+    top_c, top_side = rng.uniform(0.19, 0.34) + low, rng.uniform(0.38, 0.54) + low * 0.8
+    top = lambda s: top_side + (top_c - top_side) * (1 - np.abs(s) ** 1.6)
+    bandana = rng.random() < 0.35
+    if bandana:  # a triangle hanging to a point below the chin
+        tip, side = rng.uniform(2.51, 2.89), rng.uniform(1.57, 1.82)
+        shape = _Shape(top=top, bottom=lambda s: tip + (side - tip) * np.abs(s),
+                       width=(rng.uniform(1.44, 1.55), rng.uniform(1.6, 1.77)))
+        base = _jitter_color(rng, _pick(rng, BANDANA_COLORS), 8)
+        kind = _pick(rng, ["florals", "dots", "florals", "solid"])
+    else:  # a tube: over the cheeks, in at the neck, down out of the picture
+        shape = _Shape(top=top, bottom=lambda s: np.full_like(s, 3.45), width_t=(0.0, 0.4, 0.6, 1.0),
+                       width=(rng.uniform(1.41, 1.52), rng.uniform(1.31, 1.39), rng.uniform(1.02, 1.15),
+                              rng.uniform(1.11, 1.31)))
+        base = _jitter_color(rng, _pick(rng, GAITER_COLORS), 8)
+        kind = _pick(rng, ["solid", "solid", "camo", "noise", "stripes", "camo"])
+    light, ambient = _light(rng), rng.uniform(0.4, 0.55)
+    period, amp = rng.uniform(0.15, 0.28), rng.uniform(0.08, 0.16)
+
+    def paint(x, y, s, t, edge, px):
+        color = _fill(x, base) if kind == "solid" else _pattern(x, y, rng, px, kind, base)
+        nx, ny = s * 0.9, np.clip(y - 1.19, -0.63, 1.0) * 0.24
+        shade = _lambert(nx, ny, light, ambient)
+        shade = shade * (1 + 0.1 * (_value_noise(x, y, rng, 3.9) - 0.5))  # loose knit: uneven tension
+        # Stretch fabric bunches into horizontal folds below the chin; a bandana drapes in diagonal folds.
+        wobble = 0.25 * _value_noise(x, y, rng, 2.3)
+        if bandana:
+            folds = np.sin(2 * np.pi * ((y + 0.57 * np.abs(x)) / (period * 2) + wobble))
+            shade = shade * (1 + amp * 0.7 * folds * np.clip((y - 1.32) / 1.25, 0, 1))
+        else:
+            folds = np.sin(2 * np.pi * (y / period + wobble))
+            shade = shade * (1 + amp * folds * np.clip((y - 1.57) * 1.6, 0, 1))
+            shade = shade * (1 - 0.3 * np.clip(1 - np.abs(y - 2.26) / 0.19, 0, 1))  # shadow under the chin
+        shade = shade * (1 - 0.12 * _band(edge, 0.065, px))  # folded-over top hem
+        return color * shade[..., None]
+
+    return _Design(shape, paint)
+
+
+def _light(rng: np.random.Generator) -> np.ndarray:
+    light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.7, -0.05), 1.0])
+    return light / np.linalg.norm(light)
+
+
+_STYLES = {"surgical": _surgical, "cloth": _cloth, "n95": _n95, "kn95": _kn95, "gaiter": _gaiter}
+
+
+# ---------------------------------------------------------------- placement and compositing
+
+def _placement(landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """3×3 matrix: mask coordinates → pixels. The face's affine frame from the landmarks, plus jitter."""
+    design = np.concatenate([CANONICAL_LANDMARKS, np.ones((5, 1))], 1)
+    frame = np.linalg.lstsq(design, landmarks.astype(np.float64), rcond=None)[0].T  # 2×3 least-squares affine
+    angle = np.deg2rad(rng.normal(0, 3.0))
+    scale = rng.uniform(0.94, 1.07)
+    sx = scale * rng.uniform(0.96, 1.06)
+    pivot = np.array([0.0, 0.69])  # rotate and scale about the nose
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) @ np.diag([sx, scale])
+    shift = pivot - rot @ pivot + rng.normal(0, [0.046, 0.05])
+    jitter = np.eye(3)
+    jitter[:2, :2], jitter[:2, 2] = rot, shift
+    return np.vstack([frame, [0, 0, 1]]) @ jitter
+
+
+def _draw_layer(shapes, box, size) -> np.ndarray:
+    """Coverage in [0, 1] of polygons/polylines (pixel coordinates) over the pixel box, drawn supersampled."""
+    x0, y0 = box
+    canvas = Image.new("L", (size[0] * SUPERSAMPLE, size[1] * SUPERSAMPLE), 0)
+    draw = ImageDraw.Draw(canvas)
+    for points, width in shapes:
+        xy = [((px - x0) * SUPERSAMPLE - 0.5, (py - y0) * SUPERSAMPLE - 0.5) for px, py in points]
+        if width is None:
+            draw.polygon(xy, fill=255)
+        else:
+            draw.line(xy, fill=255, width=max(1, round(width * SUPERSAMPLE)), joint="curve")
+    return np.asarray(canvas.reduce(SUPERSAMPLE), dtype=np.float32) / 255.0
+
+
+def render_mask(face: np.ndarray, rng: int | np.random.Generator, style: str | None = None,
+                landmarks: np.ndarray | None = None, styles: Sequence[str] = MASK_STYLES) -> RenderedMask:
+    """Draw a random mask of `style` (or one of `styles`) on `face` (H×W×3 uint8), placed from its landmarks.
+
+    `landmarks`: the 5 points in pixels (eyes, nose tip, mouth corners), default the aligned-crop template.
+    The same `rng` seed gives the same bytes. The returned map is exactly the pixels that changed.
+    """
+    face = np.asarray(face)
+    if face.ndim != 3 or face.shape[2] != 3 or face.dtype != np.uint8:
+        raise ValueError(f"face must be an H×W×3 uint8 array, got {face.shape} {face.dtype}")
+    rng = np.random.default_rng(rng)
+    h, w = face.shape[:2]
+    if style is None:
+        style = styles[rng.integers(len(styles))]
+    if style not in _STYLES:
+        raise ValueError(f"Unknown mask style {style!r}; choose from {MASK_STYLES}")
+    if landmarks is None:
+        landmarks = TEMPLATE_LANDMARKS * np.array([w, h], np.float32)
+    landmarks = np.asarray(landmarks, np.float64).reshape(5, 2)
+
+    low = rng.uniform(0.36, 0.48) if rng.random() < LOW_PROBABILITY else 0.0
+    design = _STYLES[style](rng, low)
+    to_pixels = _placement(landmarks, rng)
+    project = lambda pts: pts @ to_pixels[:2, :2].T + to_pixels[:2, 2]
+    px = float(np.sqrt(abs(np.linalg.det(to_pixels[:2, :2]))))  # pixels per mask unit
+
+    outline = project(design.shape.outline())
+    strings = [(project(pts), design.string_width * px) for pts in design.strings]
+    parts = [(project(poly), paint) for poly, paint in design.parts]
+    points = np.concatenate([outline] + [p for p, _ in strings] + [p for p, _ in parts])
+    margin = design.string_width * px + 2
+    x0, y0 = np.clip(np.floor(points.min(0) - margin).astype(int), 0, [w, h])
+    x1, y1 = np.clip(np.ceil(points.max(0) + margin).astype(int), 0, [w, h])
+    if x1 <= x0 or y1 <= y0:  # the mask lies entirely outside the picture
+        return RenderedMask(face.copy(), np.zeros((h, w), np.uint8), style)
+    box, size = (x0, y0), (x1 - x0, y1 - y0)
+
+    # Mask coordinates of every pixel centre in the box.
+    inverse = np.linalg.inv(to_pixels).tolist()  # Python floats keep the pixel grids float32
+    gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32) + 0.5, np.arange(y0, y1, dtype=np.float32) + 0.5)
+    mx = inverse[0][0] * gx + inverse[0][1] * gy + inverse[0][2]
+    my = inverse[1][0] * gx + inverse[1][1] * gy + inverse[1][2]
+
+    region = face[y0:y1, x0:x1].astype(np.float32)
+    body_alpha = _draw_layer([(outline, None)], box, size)
+    s, t, edge = design.shape.surface(mx, my)
+    color = design.paint(mx, my, s, t, edge, px)
+    layers = [(body_alpha, color)]
+    for poly, paint in parts:
+        layers.append((_draw_layer([(poly, None)], box, size) * body_alpha, paint(mx, my, px)))
+    if strings:  # loops and straps lie on the face and hair, beside the mask
+        layers.append((_draw_layer(strings, box, size) * (1 - body_alpha), _fill(mx, design.string_rgb) * 0.92))
+
+    # Match the photo: a mask in a dim or tinted picture is dim or tinted too; fabric has fine grain.
+    luminance = region.mean(2)[body_alpha > 0.5]
+    k = int(0.9 * (luminance.size - 1))
+    highlight = np.partition(luminance, k)[k] if luminance.size else 205.0  # 90th percentile: the light on the face
+    exposure = np.clip(highlight / 205.0, 0.5, 1.12) ** 0.7
+    tint = face.reshape(-1, 3).mean(0) + 1.0
+    tint = 1 + 0.25 * (tint / tint.mean() - 1)
+    grain = rng.normal(0, 2.5, size[::-1]).astype(np.float32)[..., None]
+
+    out = region.copy()
+    coverage = np.zeros(size[::-1], np.float32)
+    for alpha, rgb in layers:
+        rgb = np.clip(rgb * (exposure * tint).astype(np.float32) + grain, 0, 255)
+        out += (rgb - out) * alpha[..., None]
+        coverage = np.maximum(coverage, alpha)
+    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+    # The map is every pixel the mask touched; where blending happened to leave a touched pixel unchanged,
+    # nudge it by one level so "changed" and "touched" are the same set.
+    touched = coverage > 0
+    same = touched & (out == face[y0:y1, x0:x1]).all(2)
+    red = out[..., 0]
+    red[same] = np.where(red[same] < 255, red[same] + 1, 254)
+
+    masked = face.copy()
+    masked[y0:y1, x0:x1] = np.where(touched[..., None], out, face[y0:y1, x0:x1])
+    mask = np.zeros((h, w), np.uint8)
+    mask[y0:y1, x0:x1] = touched * np.uint8(255)
+    return RenderedMask(masked, mask, style)
+
+
+def make_sample(face: np.ndarray | Image.Image, seed: int, size: int, style: str | None = None) -> dict:
+    """One training example: the face centre-cropped square, resized to size×size, wearing a seeded random mask.
+
+    Returns {"image": ground truth, "masked": face with mask, "mask": 'L' map 0/255, "mask_style": str}.
+    The dataset builder and on-the-fly training both call this, so both give the same kind of sample.
+    """
+    image = face if isinstance(face, Image.Image) else Image.fromarray(np.asarray(face))
+    image = image.convert("RGB")
+    side = min(image.size)
+    if image.size[0] != image.size[1]:
+        left, top = (image.size[0] - side) // 2, (image.size[1] - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+    if side != size:
+        image = image.resize((size, size), Image.LANCZOS if side > size else Image.BICUBIC)
+    rendered = render_mask(np.asarray(image), seed, style)
+    return {"image": image, "masked": Image.fromarray(rendered.masked), "mask": Image.fromarray(rendered.mask, "L"),
+            "mask_style": rendered.style}
