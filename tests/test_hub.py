@@ -1,0 +1,244 @@
+"""The Hub round trip over HTTP: a local olah server (tests/hub_server.py) stands in for huggingface.co.
+
+Downloads run the real huggingface_hub / datasets code paths against it; uploads (olah takes none) are
+captured at `HfApi.create_repo` / `HfApi.upload_folder`, which see exactly the files that would be sent.
+"""
+
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import DatasetCard, HfApi, ModelCard, RepoUrl, constants
+from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
+from PIL import Image
+
+from unmask_hf import UnmaskPipeline
+from unmask_hf.dataset import load_masked_faces
+
+from .conftest import make_tiny_pipeline
+from .hub_server import UNUSED_UPSTREAM, free_port, http_status
+from .test_train import make_face_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = runpy.run_path(str(ROOT / "train" / "build_dataset.py"))["main"]
+APP = ROOT / "app.py"
+MODULE_FILES = {f"{m}/{f}" for m in ("map", "edit") for f in ("config.json", "model.safetensors")}
+MODEL_FILES = MODULE_FILES | {"pipeline.json", "README.md"}
+
+
+def files(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and ".git" not in p.parts}
+
+
+def save_model(folder: Path, seed: int) -> Path:
+    make_tiny_pipeline(seed=seed).save_pretrained(folder)
+    return folder
+
+
+def load(model_id, **kwargs) -> UnmaskPipeline:
+    with pytest.warns(UserWarning, match="untrained"):  # tiny test weights are saved as untrained
+        return UnmaskPipeline.from_pretrained(model_id, device="cpu", **kwargs)
+
+
+def same_weights(a: UnmaskPipeline, b: UnmaskPipeline) -> bool:
+    pairs = [(a.map_generator, b.map_generator), (a.edit_generator, b.edit_generator)]
+    return all(all(torch.equal(x, y) for x, y in zip(m.state_dict().values(), n.state_dict().values())) for m, n in pairs)
+
+
+# ---------------------------------------------------------------- models: download
+
+def test_from_pretrained_over_http_is_bit_identical(hub, tmp_path, astronaut_rgb):
+    folder = save_model(tmp_path / "model", seed=0)
+    sha = hub.commit("org/name", folder)
+    remote, local = load("org/name"), load(folder)
+    snapshot = Path(constants.HF_HUB_CACHE) / "models--org--name" / "snapshots" / sha
+    assert files(snapshot) == MODEL_FILES == files(folder)  # both modules came over HTTP, into the fresh cache
+    assert same_weights(remote, local)
+    a, b = remote(astronaut_rgb, aligned=True), local(astronaut_rgb, aligned=True)
+    assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    assert np.array_equal(np.asarray(a.mask), np.asarray(b.mask))
+
+
+def test_revision_pins_a_commit(hub, tmp_path):
+    first = hub.commit("org/pinned", save_model(tmp_path / "v1", seed=1), message="first weights")
+    second = hub.commit("org/pinned", save_model(tmp_path / "v2", seed=2), message="second weights")
+    v1, v2 = load(tmp_path / "v1"), load(tmp_path / "v2")
+    assert not same_weights(v1, v2)
+    assert same_weights(load("org/pinned"), v2)  # main is the latest commit
+    assert same_weights(load("org/pinned", revision=first), v1)
+    assert same_weights(load("org/pinned", revision=second), v2)
+
+
+def test_missing_repo_file_or_revision_is_named(hub, tmp_path):
+    with pytest.raises(FileNotFoundError, match="'org/no-such-model'"):
+        UnmaskPipeline.from_pretrained("org/no-such-model", device="cpu")
+    folder = save_model(tmp_path / "model", seed=0)
+    (folder / "edit" / "model.safetensors").unlink()
+    hub.commit("org/no-edit-weights", folder)
+    with pytest.raises(FileNotFoundError, match=r"'org/no-edit-weights'.* edit/model\.safetensors"):
+        UnmaskPipeline.from_pretrained("org/no-edit-weights", device="cpu")
+    for revision in ("v9", "0" * 40):  # no such branch; no such commit
+        with pytest.raises(FileNotFoundError, match=rf"'org/no-edit-weights' \(revision {revision}\)"):
+            UnmaskPipeline.from_pretrained("org/no-edit-weights", revision=revision, device="cpu")
+
+
+# ---------------------------------------------------------------- the dataset: download and train from it
+
+@pytest.fixture(scope="module")
+def built_dataset(tmp_path_factory) -> Path:
+    """A tiny masked-face dataset made by train/build_dataset.py from generated faces (train + validation)."""
+    root = tmp_path_factory.mktemp("dataset")
+    identities = make_face_folder(root / "faces", count=12)
+    BUILD(["--faces", str(root / "faces"), "--identities", str(identities), "--out", str(root / "out"), "--size", "64",
+           "--val-fraction", "0.25", "--test-fraction", "0", "--shard-size", "4", "--num-proc", "1"])
+    return root / "out"
+
+
+def test_dataset_over_http(hub, built_dataset):
+    hub.commit("org/masked-faces", built_dataset, repo_type="dataset")
+    remote = datasets.load_dataset("org/masked-faces")
+    assert set(remote) == {"train", "validation"}
+    for split in remote:
+        local = load_masked_faces(str(built_dataset), split)
+        assert remote[split].features == local.features and len(remote[split]) == len(local)
+        assert remote[split][0]["source_id"] == local[0]["source_id"]
+        assert np.array_equal(np.asarray(remote[split][0]["masked"]), np.asarray(local[0]["masked"]))
+    train = load_masked_faces("org/masked-faces", "train")
+    assert len(train) == len(remote["train"]) and train[0]["mask"].mode == "L"
+    with pytest.raises(ValueError, match="no split 'test'"):
+        load_masked_faces("org/masked-faces", "test")
+
+
+def test_train_from_hub_dataset(hub, built_dataset, tmp_path):
+    hub.commit("org/masked-faces", built_dataset, repo_type="dataset")
+    out = tmp_path / "run"
+    # A fresh process reads HF_ENDPOINT / HF_HOME from the environment the `hub` fixture set.
+    result = subprocess.run([sys.executable, str(ROOT / "train" / "train.py"), "--config",
+                             str(ROOT / "train" / "configs" / "smoke.yaml"), "--stage", "map",
+                             "--dataset", "org/masked-faces", "--output-dir", str(out), "--max-steps", "2"],
+                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert files(out / "pipeline") >= MODEL_FILES
+    assert "org/masked-faces" in (out / "pipeline" / "README.md").read_text()
+    assert (Path(os.environ["HF_HOME"]) / "hub" / "datasets--org--masked-faces").is_dir()  # it came over HTTP
+
+
+# ---------------------------------------------------------------- the app, with its model from the Hub
+
+def test_app_serves_a_hub_model(hub, tmp_path, astronaut_rgb):
+    """`UNMASK_MODEL=org/name python app.py` starts, downloads the model over HTTP and answers a request.
+
+    The app must take its port from GRADIO_SERVER_PORT (gradio's `launch()` default does).
+    """
+    if not APP.is_file():
+        pytest.skip("app.py does not exist yet")
+    from gradio_client import Client, handle_file
+
+    sha = hub.commit("org/name", save_model(tmp_path / "model", seed=0))
+    port = free_port()
+    env = {**os.environ, "UNMASK_MODEL": "org/name", "GRADIO_SERVER_NAME": "127.0.0.1",
+           "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
+    log = tmp_path / "app.log"
+    with open(log, "w") as out:
+        app = subprocess.Popen([sys.executable, str(APP)], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + 120
+        while http_status(url) != 200:
+            assert app.poll() is None and time.monotonic() < deadline, f"app did not start:\n{log.read_text()[-3000:]}"
+            time.sleep(0.25)
+        client = Client(url, verbose=False)
+        photo = tmp_path / "photo.png"
+        Image.fromarray(astronaut_rgb).save(photo)
+        # The first endpoint that takes an image; every other input keeps its default.
+        endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+        name, spec = next((n, e) for n, e in endpoints.items() if any(p["component"] == "Image" for p in e["parameters"]))
+        args = [handle_file(str(photo)) if p["component"] == "Image" else p.get("parameter_default")
+                for p in spec["parameters"]]
+        result = client.predict(*args, api_name=name)
+        outputs = result if isinstance(result, (list, tuple)) else [result]
+        images = [Image.open(o) for o in outputs if isinstance(o, str) and Path(o).is_file()]
+        assert images and images[0].size == (512, 512), (name, result)
+        assert (Path(os.environ["HF_HOME"]) / "hub" / "models--org--name" / "snapshots" / sha).is_dir(), log.read_text()
+    finally:
+        app.terminate()
+        app.wait(timeout=20)
+
+
+# ---------------------------------------------------------------- uploads: exactly what would be sent
+
+@pytest.fixture
+def uploads(monkeypatch, tmp_path) -> list[dict]:
+    """Replace HfApi.create_repo / upload_folder: record each call and copy the files upload_folder would send."""
+    calls = []
+
+    def create_repo(self, repo_id, *, repo_type=None, private=None, exist_ok=False, **kwargs):
+        calls.append({"call": "create_repo", "repo_id": repo_id, "repo_type": repo_type, "private": private,
+                      "exist_ok": exist_ok})
+        return RepoUrl(f"{self.endpoint}/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}", endpoint=self.endpoint)
+
+    def upload_folder(self, *, repo_id, folder_path, repo_type=None, allow_patterns=None, ignore_patterns=None,
+                      **kwargs):
+        # The same selection upload_folder makes: the caller's patterns plus the library's defaults (.git, ...).
+        ignore = ([ignore_patterns] if isinstance(ignore_patterns, str) else list(ignore_patterns or []))
+        names = sorted(p.relative_to(folder_path).as_posix() for p in Path(folder_path).rglob("*") if p.is_file())
+        kept = list(filter_repo_objects(names, allow_patterns=allow_patterns, ignore_patterns=ignore + DEFAULT_IGNORE_PATTERNS))
+        copy = tmp_path / f"upload{len(calls)}"
+        for name in kept:  # copied now: the pipeline uploads from a temp folder that is gone afterwards
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(folder_path) / name, copy / name)
+        calls.append({"call": "upload_folder", "repo_id": repo_id, "repo_type": repo_type, "folder": copy,
+                      "files": set(kept), **kwargs})
+        return f"{self.endpoint}/{repo_id}/commit/0"
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://{UNUSED_UPSTREAM}")  # any other call fails right here
+    return calls
+
+
+def test_pipeline_push_to_hub_uploads_weights_and_card(uploads, astronaut_rgb):
+    pipe = make_tiny_pipeline(seed=3)
+    pipe.push_to_hub("org/unmask", private=True)
+    create, upload = uploads
+    assert create == {"call": "create_repo", "repo_id": "org/unmask", "repo_type": None, "private": True, "exist_ok": True}
+    assert upload["call"] == "upload_folder" and upload["repo_id"] == "org/unmask" and upload["repo_type"] is None
+    assert upload["files"] == MODEL_FILES
+    card = ModelCard.load(upload["folder"] / "README.md")
+    assert card.data.library_name == "unmask-hf" and card.data.pipeline_tag == "image-to-image"
+    assert card.data.license == "apache-2.0" and {"unmask-hf", "face-mask-removal"} <= set(card.data.tags)
+    uploaded = load(upload["folder"])  # what lands on the Hub loads back to the same model
+    assert same_weights(uploaded, pipe)
+    assert np.array_equal(np.asarray(uploaded(astronaut_rgb, aligned=True).image),
+                          np.asarray(pipe(astronaut_rgb, aligned=True).image))
+
+
+def test_dataset_push_to_hub_uploads_shards_and_card(uploads, built_dataset, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(built_dataset, out)
+    (out / ".build_info.json.partial").write_text("{}")  # a leftover of an interrupted build is not uploaded
+    BUILD(["--faces", str(built_dataset.parent / "faces"), "--identities", str(built_dataset.parent / "identities.csv"),
+           "--out", str(out), "--size", "64", "--val-fraction", "0.25", "--test-fraction", "0", "--shard-size", "4",
+           "--num-proc", "1", "--push-to-hub", "org/masked-faces"])  # the same settings: resumes, renders nothing
+    create, upload = uploads
+    assert create["repo_id"] == "org/masked-faces" and create["repo_type"] == "dataset" and create["private"] is False
+    assert upload["repo_id"] == "org/masked-faces" and upload["repo_type"] == "dataset"
+    shards = {f"data/{p.name}" for p in (built_dataset / "data").glob("*.parquet")}
+    assert {name.split("-")[0] for name in shards} == {"data/train", "data/validation"}
+    assert upload["files"] == shards | {"README.md", "build_info.json"}
+    card = DatasetCard.load(upload["folder"] / "README.md")
+    assert [c["config_name"] for c in card.data.configs] == ["default"]
+    assert {s["split"]: s["path"] for s in card.data.configs[0]["data_files"]} == {"train": "data/train-*",
+                                                                                   "validation": "data/validation-*"}
+    assert "image-to-image" in card.data.task_categories
+    # What lands on the Hub loads as the same dataset.
+    uploaded = datasets.load_dataset(str(upload["folder"]), cache_dir=str(tmp_path / "cache"))
+    original = datasets.load_dataset(str(built_dataset), cache_dir=str(tmp_path / "cache"))
+    assert {split: rows.num_rows for split, rows in uploaded.items()} == {split: rows.num_rows for split, rows in original.items()}
