@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
                               log_with="tensorboard", project_dir=str(out))
     set_seed(cfg.seed)
     main_proc = accelerator.is_main_process
+    torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
     # ---- everything that can fail fails here, before the first step
     try:
@@ -208,8 +210,9 @@ def main(argv: list[str] | None = None) -> None:
             pipeline.edit_generator = module.eval()
         return pipeline
 
+    launcher = "accelerate launch" if "ACCELERATE_MIXED_PRECISION" in os.environ else "python"
     info = {"status": "trained", "stage": args.stage, "data": data_info, "config": args.config,
-            "commands": init_info.get("commands", []) + ["accelerate launch train/train.py " + " ".join(sys.argv[1:])]}
+            "commands": init_info.get("commands", []) + [launcher + " train/train.py " + " ".join(sys.argv[1:])]}
 
     def save_pipeline(folder: Path, metrics: dict | None = None) -> None:
         pipe = eval_pipeline()
@@ -219,13 +222,22 @@ def main(argv: list[str] | None = None) -> None:
         pipe.save_pretrained(folder, dtype=torch.float16 if args.save_dtype == "fp16" else None)
         trained.train()
 
+    cached_val: list[dict[str, torch.Tensor]] = []
+
+    def val_batches() -> list[dict[str, torch.Tensor]]:
+        """The validation samples as uint8 batches, rendered once and kept (they are fixed by their seeds)."""
+        if not cached_val:
+            for start in range(0, n_val, cfg.batch_size):
+                samples = [val_set[i] for i in range(start, min(start + cfg.batch_size, n_val))]
+                cached_val.append({k: torch.stack([s[k] for s in samples]) for k in samples[0]})
+        return cached_val
+
     def validate() -> dict[str, float]:
         """Mean PSNR, SSIM (full image) and map IoU over the validation samples, on uint8 outputs as users get them."""
         pipe = eval_pipeline()
         rows = []
-        for start in range(0, n_val, cfg.batch_size):
-            batch = [val_set[i] for i in range(start, min(start + cfg.batch_size, n_val))]
-            image, masked, mask = to_model_inputs({k: torch.stack([b[k] for b in batch]) for k in batch[0]}, accelerator.device)
+        for batch in val_batches():
+            image, masked, mask = to_model_inputs(batch, accelerator.device)
             maps, generated = pipe.predict(masked, mask if args.stage == "edit" else None)
             outputs, targets = tensor_to_arrays(composite(masked, generated, maps)), tensor_to_arrays(image)
             for out_i, gt_i, map_i, mask_i in zip(outputs, targets, maps[:, 0].cpu().numpy(), mask[:, 0].cpu().numpy()):
@@ -236,12 +248,11 @@ def main(argv: list[str] | None = None) -> None:
 
     def save_samples(step: int) -> None:
         pipe = eval_pipeline()
-        batch = [val_set[i] for i in range(min(8, n_val))]
-        image, masked, mask = to_model_inputs({k: torch.stack([b[k] for b in batch]) for k in batch[0]}, accelerator.device)
+        image, masked, mask = to_model_inputs({k: v[:8] for k, v in val_batches()[0].items()}, accelerator.device)
         maps, generated = pipe.predict(masked, mask if args.stage == "edit" else None)
         output = composite(masked, generated, maps)
         columns = [tensor_to_arrays(t) for t in (masked, maps.expand(-1, 3, -1, -1) * 2 - 1, output, image)]
-        grid = image_grid([[Image.fromarray(c[i]) for c in columns] for i in range(len(batch))],
+        grid = image_grid([[Image.fromarray(c[i]) for c in columns] for i in range(len(image))],
                           labels=["masked", "map", "output", "ground truth"])
         (out / "samples").mkdir(exist_ok=True)
         grid.save(out / "samples" / f"step_{step:08d}.png")
@@ -354,7 +365,8 @@ def main(argv: list[str] | None = None) -> None:
     if main_proc:
         metrics = validate() if val_set is not None else {}
         save_pipeline(out / "pipeline", metrics)
-        accelerator.print(f"done: {state.step} steps in {state.elapsed / 60:.1f} min; pipeline at {out / 'pipeline'}"
+        peak = f"; peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if torch.cuda.is_available() else ""
+        accelerator.print(f"done: {state.step} steps in {state.elapsed / 60:.1f} min{peak}; pipeline at {out / 'pipeline'}"
                           + (f"; validation {metrics}" if metrics else ""))
         if args.push_to_hub:
             url = eval_pipeline().push_to_hub(args.push_to_hub)

@@ -177,7 +177,8 @@ class UnmaskPipeline:
     @torch.inference_mode()
     def predict_maps(self, crops: torch.Tensor) -> torch.Tensor:
         """Aligned crops N×3×S×S in [-1, 1] → binary maps N×1×S×S in {0, 1} (1 = mask pixel)."""
-        return (self.map_generator.probability(crops.to(self.device)) > self.threshold).float()
+        crops = crops.to(self.device)
+        return (self.map_generator.probability(crops) > self.threshold).to(crops.dtype)
 
     @torch.inference_mode()
     def predict(self, crops: torch.Tensor, masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
