@@ -6,10 +6,14 @@ Renderer: `render_mask` on 128-px faces, per style and with random styles, in on
 processes. Builder: `build_masked_faces` (decode, resize, render, PNG-encode, parquet) on the first `--count`
 faces of `--faces` with `--num-proc` processes, into a temporary folder. Without `--faces`, the astronaut
 photo stands in for the renderer rows and the builder row is skipped.
+
+Two numbers per row: faces per wall-clock second, and faces per CPU-second (all processes' user + system time),
+which does not depend on what else runs on the machine: N free cores give about N times the second number.
 """
 
 import argparse
 import multiprocessing
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -30,22 +34,31 @@ def faces_128(folder: str | None, count: int) -> list[np.ndarray]:
     return [np.asarray(Image.open(p).convert("RGB").resize((128, 128), Image.LANCZOS)) for p in paths]
 
 
-def render_all(job: tuple) -> int:
+def render_all(job: tuple) -> tuple[int, float]:
     faces, style, first_seed = job
+    start = time.process_time()
     for i, face in enumerate(faces):
         render_mask(face, first_seed + i, style)
-    return len(faces)
+    return len(faces), time.process_time() - start
 
 
-def rate(faces: list[np.ndarray], style: str | None, procs: int) -> float:
+def rate(faces: list[np.ndarray], style: str | None, procs: int) -> tuple[float, float]:
+    """(faces per wall second, faces per CPU second)."""
     jobs = [(faces[i::procs], style, i * len(faces)) for i in range(procs)]
     start = time.perf_counter()
     if procs == 1:
-        done = render_all(jobs[0])
+        results = [render_all(jobs[0])]
     else:
         with multiprocessing.Pool(procs) as pool:
-            done = sum(pool.map(render_all, jobs))
-    return done / (time.perf_counter() - start)
+            results = pool.map(render_all, jobs)
+    done, cpu = sum(r[0] for r in results), sum(r[1] for r in results)
+    return done / (time.perf_counter() - start), done / cpu
+
+
+def cpu_seconds() -> float:
+    """User + system time of this process and its finished children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> None:
@@ -56,20 +69,21 @@ def main() -> None:
     args = parser.parse_args()
 
     faces = faces_128(args.faces, args.count)
-    print(f"{'measurement':44s} {'faces/s':>8s}")
+    print(f"{'measurement':46s} {'faces/s':>8s} {'faces/CPU-s':>12s}")
     for style in MASK_STYLES + (None,):
         label = f"render_mask 128 px, {style or 'random styles'}, 1 proc"
-        print(f"{label:44s} {rate(faces, style, 1):8.0f}")
+        print(f"{label:46s} {'%8.0f %12.0f' % rate(faces, style, 1)}")
     label = f"render_mask 128 px, random styles, {args.num_proc} proc"
-    print(f"{label:44s} {rate(faces, None, args.num_proc):8.0f}")
+    print(f"{label:46s} {'%8.0f %12.0f' % rate(faces, None, args.num_proc)}")
     if args.faces:
         with tempfile.TemporaryDirectory() as out:
             config = BuildConfig(source=args.faces, limit=args.count, size=128)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), cpu_seconds()
             info = build_masked_faces(FaceFolder(args.faces), out, config, num_proc=args.num_proc)
-            seconds = time.perf_counter() - start
-        label = f"build_dataset 128 px, {info['faces_rendered']} faces, {args.num_proc} proc"
-        print(f"{label:44s} {info['faces_rendered'] / seconds:8.0f}")
+            seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+        done = info["faces_rendered"]
+        label = f"build_dataset 128 px, {done} faces, {args.num_proc} proc"
+        print(f"{label:46s} {done / seconds:8.0f} {done / cpu:12.0f}")
 
 
 if __name__ == "__main__":
