@@ -145,3 +145,23 @@ def test_mismatched_module_sizes():
     a, b = make_tiny_pipeline(64), make_tiny_pipeline(128)
     with pytest.raises(ValueError, match="image_size"):
         UnmaskPipeline(a.map_generator, b.edit_generator)
+
+
+def test_photo_path_processes_each_face_and_keeps_the_rest(tiny_pipeline, astronaut_rgb):
+    canvas = np.full((600, 1100, 3), 200, np.uint8)
+    canvas[40:552, 20:532] = astronaut_rgb
+    canvas[60:572, 560:1072] = astronaut_rgb[:, ::-1]
+    result = tiny_pipeline(canvas)
+    assert len(result.faces) == 2 and not result.notes
+    boxes = sorted(face.box[0] for face in result.faces)
+    assert boxes[0] < 550 < boxes[1]  # one face on each half
+    keep = np.asarray(result.mask) == 0
+    assert np.array_equal(np.asarray(result.image)[keep], canvas[keep])
+    assert all(face.aligned_input.size == (64, 64) for face in result.faces)
+
+
+def test_no_face_leaves_photo_unchanged_and_says_so(tiny_pipeline):
+    flat = np.full((300, 400, 3), 90, np.uint8)
+    result = tiny_pipeline(flat)
+    assert result.faces == [] and any("No face" in note for note in result.notes)
+    assert np.array_equal(np.asarray(result.image), flat) and not np.asarray(result.mask).any()

@@ -48,8 +48,18 @@ result = pipe("photo.jpg")   # result.image, result.mask, result.overlay, result
 """
 
 
-def render_model_card(pipe) -> ModelCard:
-    """Fill the template from `pipe.info` (status, commands, data, hardware, time, results markdown)."""
+def _describe(value) -> str:
+    """One line for a card entry: nested dicts as `key: value` pairs, floats rounded."""
+    if isinstance(value, dict):
+        return "; ".join(f"{k} {_describe(v)}" for k, v in value.items())
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def render_model_card(pipe, repo_id: str | None = None) -> ModelCard:
+    """Fill the template from `pipe.info` (status, commands, data, hardware, time, results markdown).
+
+    `repo_id` (when pushing) goes into the usage example; without it the example loads the embedded weights.
+    """
     info = pipe.info
     status = info.get("status", "untrained")
     card_data = ModelCardData(
@@ -57,12 +67,12 @@ def render_model_card(pipe) -> ModelCard:
         tags=["unmask-hf", "face-mask-removal", "inpainting", "gan", "pytorch", status],
         datasets=info.get("datasets"),
     )
-    training_lines = [f"- {key.replace('_', ' ').capitalize()}: {value}" for key, value in info.items()
+    training_lines = [f"- {key.replace('_', ' ').capitalize()}: {_describe(value)}" for key, value in info.items()
                       if key not in ("status", "commands", "results", "datasets")]
     if info.get("commands"):
         training_lines.append("- Commands:\n```bash\n" + "\n".join(info["commands"]) + "\n```")
     return ModelCard(TEMPLATE.format(
         card_data=card_data.to_yaml(), status=status, status_note=STATUS_NOTES.get(status, ""),
-        image_size=pipe.image_size, threshold=pipe.threshold, load_arg=info.get("repo_id", "") and repr(info["repo_id"]),
+        image_size=pipe.image_size, threshold=pipe.threshold, load_arg=repr(repo_id) if repo_id else "",
         training="\n".join(training_lines) or "Not recorded.", results=info.get("results", "Not measured yet."),
     ))

@@ -17,13 +17,16 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub import HfApi, ModelCard, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
-from PIL import Image
+from PIL import Image, ImageFilter
 
+from .faces import FaceDetector, align_face, paste_back
 from .model_card import render_model_card
 from .io import ImageInput, images_to_tensor, load_image, load_mask, tensor_to_arrays
 from .models import EditGenerator, MapGenerator
 from .models.hub import WEIGHTS_NAME, HubModule, load_safetensors, resolve_weights
 from .viz import overlay_mask
+
+MAP_DILATION = 2  # pixels at the model's working size; see _assemble
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default"
 PIPELINE_CONFIG = "pipeline.json"
@@ -144,7 +147,8 @@ class UnmaskPipeline:
             warnings.warn(f"The weights in {folder} are untrained: outputs are not meaningful yet.", stacklevel=2)
         return cls(modules["map"], modules["edit"], threshold=config.get("threshold", 0.5), device=device, info=info)
 
-    def save_pretrained(self, save_directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+    def save_pretrained(self, save_directory: str | Path, dtype: torch.dtype | None = None,
+                        repo_id: str | None = None) -> Path:
         """Write `pipeline.json`, `map/` and `edit/` (config.json + model.safetensors each) and the model card."""
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
@@ -156,7 +160,7 @@ class UnmaskPipeline:
             (folder / name / "README.md").unlink(missing_ok=True)  # one card, at the top
         config = {"threshold": self.threshold, "image_size": self.image_size, "info": self.info}
         (folder / PIPELINE_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        self.model_card().save(folder / "README.md")
+        self.model_card(repo_id).save(folder / "README.md")
         return folder
 
     def push_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None,
@@ -165,12 +169,12 @@ class UnmaskPipeline:
         api = HfApi(token=token)
         api.create_repo(repo_id, private=private, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp, dtype=dtype)
+            self.save_pretrained(tmp, dtype=dtype, repo_id=repo_id)
             return str(api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message))
 
-    def model_card(self) -> ModelCard:
+    def model_card(self, repo_id: str | None = None) -> ModelCard:
         """The README.md of a saved pipeline: metadata, intended use, limitations, training and results."""
-        return render_model_card(self)
+        return render_model_card(self, repo_id)
 
     # ---------------------------------------------------------------- the models on tensors
 
@@ -242,23 +246,53 @@ class UnmaskPipeline:
             small_mask = np.asarray(Image.fromarray(user_mask).resize((size, size), Image.BILINEAR)) > 0
         return [_Crop(index, crop, None, (0.0, 0.0, float(photo.width), float(photo.height)), None, small_mask)]
 
+    @property
+    def detector(self) -> FaceDetector:
+        """The face detector, loaded on first use (aligned inputs never need it)."""
+        if self._detector is None:
+            self._detector = FaceDetector()
+        return self._detector
+
     def _face_crops(self, index: int, photo: Image.Image, user_mask: np.ndarray | None, notes: list[str]) -> list[_Crop]:
-        notes.append("Face detection is not available yet: the whole image was treated as one aligned face.")
-        return self._aligned_crops(index, photo, user_mask)
+        """One aligned crop per detected face (the user's mask warped along with it)."""
+        rgb = np.asarray(photo)
+        faces = self.detector(rgb)
+        if not faces:
+            if user_mask is not None:
+                notes.append("No face found: the drawn mask was filled treating the whole image as one face.")
+                return self._aligned_crops(index, photo, user_mask)
+            notes.append("No face found in the image: nothing was changed.")
+            return []
+        mask_rgb = None if user_mask is None else np.repeat(user_mask[..., None].astype(np.uint8) * 255, 3, axis=2)
+        crops = []
+        for face in faces:
+            aligned = align_face(rgb, face.landmarks, self.image_size)
+            # The same warp for the user's mask, so it lands on the same crop pixels as the face.
+            user_crop = None if mask_rgb is None else align_face(mask_rgb, face.landmarks, self.image_size).crop[..., 0] > 127
+            crops.append(_Crop(index, aligned.crop, aligned.matrix, face.box, face.landmarks, user_crop))
+        return crops
 
     def _assemble(self, photo: Image.Image, user_mask: np.ndarray | None,
                   pieces: list[tuple[_Crop, tuple[np.ndarray, np.ndarray, np.ndarray]]], notes: list[str]) -> UnmaskResult:
-        out = np.asarray(photo).copy()
+        original = np.asarray(photo)
+        out = original.copy()
         full_mask = np.zeros(out.shape[:2], dtype=bool)
         faces = []
         for crop, (region, generated, composited) in pieces:
             if crop.matrix is None:
                 out, region_full = self._paste_aligned(out, region, generated, user_mask)
             else:
-                raise NotImplementedError  # filled in with face detection
+                # paste_back feathers inward from the region's edge: grow a predicted map a little so the
+                # feathered band covers the mask's rim instead of letting fabric show through.
+                paste_region = region if user_mask is not None else _dilate(region, MAP_DILATION)
+                out, pasted = paste_back(out, generated, paste_region, crop.matrix)
+                region_full = pasted > 0
             full_mask |= region_full
             faces.append(FaceResult(crop.box, crop.landmarks, Image.fromarray(crop.crop),
                                     Image.fromarray(region.astype(np.uint8) * 255), Image.fromarray(composited)))
+        if user_mask is not None:  # the user's mask is the contract: nothing outside it changes
+            out = np.where(user_mask[..., None], out, original)
+            full_mask = user_mask
         result_image = Image.fromarray(out)
         result_mask = Image.fromarray(full_mask.astype(np.uint8) * 255)
         return UnmaskResult(result_image, result_mask, overlay_mask(photo, result_mask), faces, notes)
@@ -275,3 +309,9 @@ class UnmaskPipeline:
             full = soft[0, 0].numpy() > 0.5
         big = np.asarray(Image.fromarray(generated).resize((w, h), Image.BICUBIC))
         return np.where(full[..., None], big, photo), full
+
+
+def _dilate(region: np.ndarray, pixels: int) -> np.ndarray:
+    """Grow a boolean map by `pixels` in every direction."""
+    grown = Image.fromarray(region.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(2 * pixels + 1))
+    return np.asarray(grown) > 0
