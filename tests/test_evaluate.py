@@ -1,0 +1,150 @@
+"""Evaluation: the inpainting baselines, the runner's summary (metrics.json), and train/evaluate.py end to end on
+tiny generated faces with a tiny pipeline. Identical images → PSNR inf / SSIM 1 / IoU 1 is tested in test_metrics.py."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from unmask_hf import metrics
+from unmask_hf.baselines import inpaint
+from unmask_hf.dataset import BuildConfig, FaceFolder, build_masked_faces
+from unmask_hf.evaluation import METHODS, OUR_MAP_METHODS, EvalData, evaluate
+from unmask_hf.losses import load_perceptual_network
+
+from .conftest import make_tiny_pipeline
+from .test_losses import write_vgg
+from .test_train import make_face_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "train" / "evaluate.py")
+evaluate_script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(evaluate_script)
+
+
+def strict_json(path: Path) -> dict:
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("eval")
+    identities = make_face_folder(root / "faces", count=24, size=64)
+    model = root / "tiny-model"
+    make_tiny_pipeline(64).save_pretrained(model)
+    return {"root": root, "faces": root / "faces", "identities": identities, "model": model,
+            "vgg": write_vgg(root / "vgg.safetensors", "D", 2)}
+
+
+@pytest.mark.parametrize("method", ["telea", "ns"])
+def test_inpainting_fills_only_the_mask(method):
+    truth = np.asarray(Image.fromarray(skdata.astronaut()).resize((128, 128), Image.BICUBIC))
+    mask = np.zeros((128, 128), bool)
+    mask[70:100, 40:90] = True
+    masked = truth.copy()
+    masked[mask] = (40, 200, 60)  # a green "face mask"
+    out = inpaint(masked, mask, method)
+    assert out.shape == truth.shape and out.dtype == np.uint8
+    assert np.array_equal(out[~mask], masked[~mask])  # pixels outside the mask are kept exactly
+    assert metrics.psnr(out, truth) > metrics.psnr(masked, truth) + 5  # filled from the surroundings, not green
+    assert np.array_equal(inpaint(masked, mask.astype(np.uint8) * 255, method), out)  # 0/255 masks too
+
+
+def test_inpainting_rejects_bad_input():
+    image = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match="method"):
+        inpaint(image, np.ones((8, 8), bool), "patchmatch")
+    with pytest.raises(ValueError, match="shape"):
+        inpaint(image, np.ones((4, 4), bool))
+
+
+def test_evaluate_summary(setup):
+    faces = FaceFolder(setup["faces"], setup["identities"])
+    files = faces.files[:6] + faces.files[-1:]  # persons 0 and 1 (3 photos each), and one photo of person 7
+    data = EvalData.from_files(files, faces.identities[:6] + faces.identities[-1:], 64, seed=1, description="tiny")
+    pipe = make_tiny_pipeline(64)
+    summary, grid = evaluate(pipe, data, limit=4, batch_size=3, encoder=metrics.IdentityEncoder(),
+                             fd_network=load_perceptual_network(setup["vgg"]), grid_rows=3)
+    # Person 1's photos 5 and 6 are not evaluated but are in the gallery; person 7 is not among the first 4.
+    assert summary["samples"] == 4 and summary["verification_samples"] == 4
+    assert list(summary["methods"]) == list(METHODS)
+    per_method = {"psnr", "ssim", "psnr_bbox", "ssim_bbox", "l1_mask", "identity_distance",
+                  "verification_distance", "verification_match_rate"}
+    for name, method in summary["methods"].items():
+        assert set(method) == {"label", "count", "seconds_per_image", "metrics", "fd_vgg"}
+        assert method["count"] == 4
+        expected = {"verification_distance", "verification_match_rate"} if name == "ground_truth" else (
+            per_method | ({"iou", "dice", "pixel_accuracy"} if name in OUR_MAP_METHODS else set()))
+        assert set(method["metrics"]) == expected, name
+        for stats in method["metrics"].values():
+            assert set(stats) == {"mean", "median", "count"} and stats["count"] == 4
+            assert math.isfinite(stats["mean"]) and math.isfinite(stats["median"])
+        assert (method["fd_vgg"] is None) == (name == "ground_truth")
+        assert (method["seconds_per_image"] is None) == (name == "ground_truth")
+    # The runner measures the samples themselves: the masked input's PSNR recomputed by hand.
+    samples = [data.samples[i] for i in range(4)]
+    by_hand = [metrics.psnr(s["masked"].permute(1, 2, 0).numpy(), s["image"].permute(1, 2, 0).numpy()) for s in samples]
+    assert summary["methods"]["masked_input"]["metrics"]["psnr"]["mean"] == pytest.approx(np.mean(by_hand))
+    # One predicted map for all "our map" rows; the clean ground truth matches its own person best.
+    ious = {summary["methods"][m]["metrics"]["iou"]["mean"] for m in OUR_MAP_METHODS}
+    assert len(ious) == 1
+    assert summary["methods"]["ground_truth"]["metrics"]["verification_distance"]["mean"] <= min(
+        m["metrics"]["verification_distance"]["mean"] for m in summary["methods"].values())
+    assert grid.size == (5 * 64 + 4 * 2, 14 + 3 * 64 + 2 * 2)  # 5 columns, 3 rows
+
+
+def test_script_on_the_fly_faces(setup, tmp_path, capsys):
+    out = tmp_path / "val"
+    args = ["--faces", str(setup["faces"]), "--identities", str(setup["identities"]), "--val-fraction", "0.25",
+            "--model", str(setup["model"]), "--out", str(out), "--limit", "4", "--batch-size", "3", "--no-identity",
+            "--perceptual-weights", setup["vgg"]]
+    evaluate_script.main(args)
+    summary = strict_json(out / "metrics.json")
+    assert summary["command"] == "python train/evaluate.py " + " ".join(args)
+    assert summary["samples"] == 4 and "6 faces" in summary["data"]  # 2 people of 3 photos held out
+    assert summary["fd_network"] == "vgg16" and summary["methods"]["ours"]["fd_vgg"] >= 0
+    results = (out / "results.md").read_text().splitlines()
+    assert results[0] == f"`{summary['command']}`"
+    table = [line for line in results if line.startswith("| ")]
+    assert len(table) == 1 + len(METHODS) and "FD-VGG" in table[0] and "Verif" not in table[0]
+    assert any("Identity scores skipped" in line for line in results)
+    assert Image.open(out / "samples.png").size == (5 * 64 + 8, 14 + 4 * 64 + 6)
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_script_on_built_dataset(setup, tmp_path):
+    built = tmp_path / "built"
+    build_masked_faces(FaceFolder(setup["faces"], setup["identities"]), built,
+                       BuildConfig(source="faces", size=64, val_fraction=0.25, test_fraction=0.25))
+    out = tmp_path / "test"
+    evaluate_script.main(["--dataset", str(built), "--split", "test", "--model", str(setup["model"]),
+                          "--out", str(out), "--no-identity", "--no-fd"])
+    summary = strict_json(out / "metrics.json")
+    assert summary["samples"] == 6 and summary["data"].endswith("[test]")
+    assert all(m["fd_vgg"] is None for m in summary["methods"].values())
+    assert any("FD-VGG skipped" in note for note in summary["notes"])
+    assert "FD-VGG" not in (out / "results.md").read_text().splitlines()[2]
+
+
+def test_real_photos_contact_sheet(setup, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(skdata.astronaut()).save(photos / "astronaut.png")
+    Image.fromarray(skdata.astronaut()[:, :300]).save(photos / "portrait.jpg")  # not square: padded, not squashed
+    out = tmp_path / "real"
+    evaluate_script.main(["--real", str(photos), "--model", str(setup["model"]), "--out", str(out)])
+    sheet = Image.open(out / "real_contact_sheet.png")
+    assert sheet.size == (3 * 256 + 2 * 2, 14 + 2 * 256 + 2)
+    assert "unmask-hf" in sheet.info.get("Software", "")  # saved as an AI prediction
+
+
+def test_faces_mode_only_has_the_validation_split(setup):
+    with pytest.raises(SystemExit):
+        evaluate_script.parse_args(["--faces", str(setup["faces"]), "--split", "test", "--out", "x"])
