@@ -79,3 +79,16 @@ def test_hub_mixin_refuses_pickle(tmp_path):
     torch.save(gen.state_dict(), tmp_path / "pytorch_model.bin")
     with pytest.raises(FileNotFoundError, match="pickle"):
         MapGenerator.from_pretrained(tmp_path)
+
+
+def test_clean_maps_removes_specks_and_fills_holes():
+    from unmask_hf.models.map_generator import clean_maps
+
+    maps = torch.zeros(2, 1, 128, 128)
+    maps[0, :, 60:110, 30:100] = 1  # the mask
+    maps[0, :, 80:84, 60:64] = 0  # a hole inside it
+    maps[0, :, 10:12, 10:12] = 1  # a speck in the hair
+    cleaned = clean_maps(maps)
+    assert cleaned[0, 0, 82, 62] == 1 and cleaned[0, 0, 11, 11] == 0
+    assert cleaned[0, :, 60:110, 30:100].all() and cleaned[0].sum() == 50 * 70
+    assert cleaned[1].sum() == 0  # empty stays empty

@@ -23,6 +23,7 @@ from .faces import FaceDetector, align_face, paste_back
 from .model_card import render_model_card
 from .io import ImageInput, images_to_tensor, load_image, load_mask, tensor_to_arrays
 from .models import EditGenerator, MapGenerator
+from .models.map_generator import clean_maps
 from .models.hub import WEIGHTS_NAME, HubModule, load_safetensors, resolve_weights
 from .viz import overlay_mask
 
@@ -180,9 +181,9 @@ class UnmaskPipeline:
 
     @torch.inference_mode()
     def predict_maps(self, crops: torch.Tensor) -> torch.Tensor:
-        """Aligned crops N×3×S×S in [-1, 1] → binary maps N×1×S×S in {0, 1} (1 = mask pixel)."""
+        """Aligned crops N×3×S×S in [-1, 1] → binary maps N×1×S×S in {0, 1} (1 = mask pixel), specks removed."""
         crops = crops.to(self.device)
-        return (self.map_generator.probability(crops) > self.threshold).to(crops.dtype)
+        return clean_maps((self.map_generator.probability(crops) > self.threshold).to(crops.dtype))
 
     @torch.inference_mode()
     def predict(self, crops: torch.Tensor, masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

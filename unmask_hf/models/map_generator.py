@@ -1,6 +1,7 @@
 """The map module: a U-Net that segments the face mask (1 = mask pixel)."""
 
 import torch
+import torch.nn.functional as F
 
 from .hub import HubModule
 from .unet import UNet, UNetConfig
@@ -22,3 +23,46 @@ class MapGenerator(HubModule):
     def probability(self, image: torch.Tensor) -> torch.Tensor:
         """P(mask pixel), N×1×H×W in [0, 1]."""
         return torch.sigmoid(self(image, logits=True))
+
+
+def _propagate(values: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Spread the maximum of `values` through 8-connected `allowed` pixels until nothing changes."""
+    while True:
+        for _ in range(8):  # check convergence every few steps: each check syncs
+            values = torch.where(allowed, F.max_pool2d(values, 3, stride=1, padding=1), values)
+        grown = torch.where(allowed, F.max_pool2d(values, 3, stride=1, padding=1), values)
+        if torch.equal(grown, values):
+            return values
+        values = grown
+
+
+@torch.no_grad()
+def clean_maps(maps: torch.Tensor, min_fraction: float = 0.1, work_size: int = 32) -> torch.Tensor:
+    """Binary maps N×1×H×W → the same without specks (connected parts smaller than `min_fraction` of each
+    map's largest part) and with enclosed holes filled: a face mask is one solid piece of fabric.
+
+    Connectivity is found on a copy max-pooled to at most `work_size` pixels a side (fast: the propagation
+    takes as many steps as a part is wide), then applied to the full-resolution map.
+    """
+    n, _, h, w = maps.shape
+    full = maps > 0.5
+    factor = max(1, max(h, w) // work_size)
+    fg = F.max_pool2d(full.float(), factor) > 0 if factor > 1 else full
+    sh, sw = fg.shape[-2:]
+    ids = torch.arange(1, sh * sw + 1, device=maps.device, dtype=torch.float32).view(1, 1, sh, sw).expand(n, 1, sh, sw)
+    labels = _propagate(torch.where(fg, ids, torch.zeros_like(ids)), fg)  # each part takes its largest pixel id
+    keep = torch.zeros_like(fg)
+    for i in range(n):
+        parts, sizes = torch.unique(labels[i][fg[i]], return_counts=True)
+        if len(parts):
+            keep[i] = torch.isin(labels[i], parts[sizes >= min_fraction * sizes.max()]) & fg[i]
+    border = torch.zeros_like(keep)
+    border[..., 0, :] = border[..., -1, :] = border[..., :, 0] = border[..., :, -1] = True
+    outside = _propagate((~keep & border).float(), ~keep) > 0  # background reachable from the edge
+    solid = ~outside
+    if factor > 1:
+        solid = F.interpolate(solid.float(), size=(h, w), mode="nearest") > 0
+        kept = F.interpolate(keep.float(), size=(h, w), mode="nearest") > 0
+        # full-resolution detail: the map's own pixels inside kept parts, plus the filled holes
+        solid = (full & kept) | (solid & ~F.interpolate(fg.float(), size=(h, w), mode="nearest").bool())
+    return solid.to(maps.dtype)
