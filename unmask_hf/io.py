@@ -14,15 +14,22 @@ from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 MAX_PIXELS = 50_000_000  # larger images are refused before decoding (decompression bombs)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+# The only decoders user bytes reach (JPEG includes MPO, the two-picture JPEGs of some phones). Pillow would
+# otherwise try every plugin it has, EPS among them, which runs Ghostscript on the file when that is installed.
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 PREDICTION_LABEL = "AI-generated prediction, not a photograph of this person"
 ImageInput = str | Path | bytes | Image.Image | np.ndarray
 
 
+class _SizeError(ValueError):
+    """An image refused for its size: a clear message of our own, never wrapped."""
+
+
 def _check_size(width: int, height: int, what: str) -> None:
     if width < 1 or height < 1:
-        raise ValueError(f"{what} is empty ({width}×{height} pixels)")
+        raise _SizeError(f"{what} is empty ({width}×{height} pixels)")
     if width * height > MAX_PIXELS:
-        raise ValueError(f"{what} is too large: {width}×{height} = {width * height / 1e6:.0f} MP (limit {MAX_PIXELS / 1e6:.0f} MP)")
+        raise _SizeError(f"{what} is too large: {width}×{height} = {width * height / 1e6:.0f} MP (limit {MAX_PIXELS / 1e6:.0f} MP)")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -78,15 +85,17 @@ def load_image(source: ImageInput) -> Image.Image:
     try:
         with opener() as f, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(f)
+            image = Image.open(f, formats=FORMATS)
             _check_size(*image.size, name)  # from the header, before decoding any pixels
             image.seek(0)
             image.load()
             return to_rgb(ImageOps.exif_transpose(image))
-    except ValueError:
+    except _SizeError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning,
-            EOFError, TypeError, IndexError, KeyError, ZeroDivisionError) as e:
+    except UnidentifiedImageError as e:
+        raise ValueError(f"{name} is not a JPEG, PNG, WebP, BMP, GIF or TIFF image") from e
+    except (ValueError, OSError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning,
+            EOFError, TypeError, IndexError, KeyError, ZeroDivisionError) as e:  # Pillow's ValueErrors name no file
         raise ValueError(f"{name} is not a readable image: {e}") from e
 
 
