@@ -22,6 +22,33 @@ def overlay_mask(image: Image.Image, mask: Image.Image, opacity: float = 0.45,
     return Image.fromarray(rgb.round().astype(np.uint8))
 
 
+def mask_layer(mask: Image.Image, color: tuple[int, int, int] = OVERLAY_COLOR, alpha: int = 160) -> Image.Image:
+    """The mask as an RGBA paint layer for a brush editor: `color` at `alpha` inside, transparent outside.
+
+    `alpha` stays above 127, so `io.load_mask` reads the layer back as the same mask (painted = opaque).
+    """
+    region = np.asarray(mask.convert("L")) > 127
+    layer = np.zeros((*region.shape, 4), np.uint8)
+    layer[region] = (*color, alpha)
+    return Image.fromarray(layer, "RGBA")
+
+
+def square_box(size: tuple[int, int], side: int) -> tuple[int, int, int, int]:
+    """Where an image of `size` (width, height) lies when scaled to fit a side×side square, centred: (x0, y0, x1, y1)."""
+    scale = side / max(size)
+    width, height = max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+    x0, y0 = (side - width) // 2, (side - height) // 2
+    return x0, y0, x0 + width, y0 + height
+
+
+def fit_square(image: Image.Image, side: int, fill: tuple[int, ...] = (0, 0, 0)) -> Image.Image:
+    """The image scaled to fit a side×side square of `fill`, centred (see `square_box`)."""
+    x0, y0, x1, y1 = square_box(image.size, side)
+    canvas = Image.new(image.mode, (side, side), fill)
+    canvas.paste(image.resize((x1 - x0, y1 - y0), Image.BILINEAR), (x0, y0))
+    return canvas
+
+
 def image_grid(rows: list[list[Image.Image]], cell: int | None = None, labels: list[str] | None = None,
                gap: int = 2) -> Image.Image:
     """Rows of images as one contact sheet (each cell resized to `cell`², optional column labels on top)."""
