@@ -165,3 +165,16 @@ def test_no_face_leaves_photo_unchanged_and_says_so(tiny_pipeline):
     result = tiny_pipeline(flat)
     assert result.faces == [] and any("No face" in note for note in result.notes)
     assert np.array_equal(np.asarray(result.image), flat) and not np.asarray(result.mask).any()
+
+
+def test_masks_from_brush_layers_and_grayscale_agree(tmp_path):
+    from unmask_hf.io import load_mask
+
+    layer = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
+    layer.paste((255, 0, 0, 255), (0, 0, 3, 3))  # a red stroke on a transparent layer
+    layer.save(tmp_path / "layer.png")
+    gray = Image.new("L", (10, 10))
+    gray.paste(255, (0, 0, 3, 3))
+    for source in (layer, tmp_path / "layer.png", gray, np.asarray(gray), np.asarray(gray) > 0):
+        assert load_mask(source, (10, 10)).sum() == 9
+    assert load_mask(gray, (20, 20)).shape == (20, 20)

@@ -63,16 +63,21 @@ def _from_array(array: np.ndarray) -> Image.Image:
         array = (array.astype(np.uint32) * 255 // 65535).astype(np.uint8)
     else:
         raise ValueError(f"Unsupported image array dtype {array.dtype} (use uint8, uint16 or float in [0, 1])")
-    return to_rgb(Image.fromarray(np.ascontiguousarray(array)))
+    return Image.fromarray(np.ascontiguousarray(array))
 
 
 def load_image(source: ImageInput) -> Image.Image:
     """Open a path, bytes, PIL image or array as an RGB PIL image (EXIF orientation honoured, first frame of animations)."""
+    return to_rgb(open_image(source))
+
+
+def open_image(source: ImageInput) -> Image.Image:
+    """Like `load_image`, but the decoded image keeps its own mode (alpha included)."""
     if isinstance(source, np.ndarray):
         return _from_array(source)
     if isinstance(source, Image.Image):
         _check_size(*source.size, "Image")
-        return to_rgb(ImageOps.exif_transpose(source))
+        return ImageOps.exif_transpose(source)
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
@@ -89,7 +94,7 @@ def load_image(source: ImageInput) -> Image.Image:
             _check_size(*image.size, name)  # from the header, before decoding any pixels
             image.seek(0)
             image.load()
-            return to_rgb(ImageOps.exif_transpose(image))
+            return ImageOps.exif_transpose(image)
     except _SizeError:
         raise
     except UnidentifiedImageError as e:
@@ -103,9 +108,11 @@ def load_mask(source: ImageInput, size: tuple[int, int]) -> np.ndarray:
     """A user-drawn mask as an H×W bool array (True = remove), resized to `size` = (width, height) if needed."""
     if isinstance(source, np.ndarray) and source.ndim == 2 and source.dtype == bool:
         source = source.astype(np.uint8) * 255
-    if isinstance(source, Image.Image) and source.mode in ("RGBA", "LA"):
-        source = source.getchannel("A")  # brush layers: painted where opaque
-    image = source if isinstance(source, Image.Image) and source.mode == "L" else load_image(source).convert("L")
+    image = open_image(source)
+    if "A" in image.getbands() or "transparency" in image.info:
+        image = image.convert("RGBA").getchannel("A")  # brush layers: painted where opaque
+    else:
+        image = to_rgb(image).convert("L")  # white = remove
     if image.size != size:
         image = image.resize(size, Image.NEAREST)
     return np.asarray(image) > 127
