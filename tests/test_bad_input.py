@@ -5,14 +5,18 @@ import faulthandler
 import signal
 from contextlib import contextmanager
 
+import httpx
 import numpy as np
 import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import EpsImagePlugin, Image
 
 from unmask_hf.io import MAX_PIXELS, load_image, load_mask
 
+from .app_server import EXAMPLES, ROOT, running_app  # noqa: F401  (running_app: the app on 127.0.0.1)
 from .conftest import make_tiny_pipeline
 from .corpus import Case, _animation, _photo, _save, corpus
 
@@ -160,3 +164,59 @@ def test_fuzz_mutated_images(fmt, edits, keep):
     for where, value in edits:
         data[int(where * len(data))] = value
     decodes_or_refuses(bytes(data[: max(1, int(keep * len(data)))]))
+
+
+# ---------------------------------------------------------------- the same files through the app's API
+
+@pytest.fixture(scope="module")
+def client(running_app, tmp_path_factory) -> Client:  # noqa: F811
+    return Client(running_app.url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+
+
+def unmask_good_photo(client: Client) -> str:
+    out = client.submit(handle_file(str(EXAMPLES / "astronaut_surgical.jpg")), "", False, 0.45, api_name="/unmask")
+    return out.result(timeout=120)[6]
+
+
+@pytest.mark.slow
+def test_app_api_corpus(client, running_app, tmp_path):  # noqa: F811
+    """Every file to /unmask, and as the drawn mask over a good photo to /unmask_with_mask: a result, or a message
+    that names the upload (not a server path); afterwards the server still serves a good request."""
+    photo = tmp_path / "photo.png"
+    _photo(96, 64).save(photo)
+    for case in CASES:
+        path = tmp_path / case.name
+        path.write_bytes(case.data)
+        calls = {"/unmask": (handle_file(str(path)), "", False, 0.45),
+                 "/unmask_with_mask": (handle_file(str(photo)), handle_file(str(path)), "", False, 0.45)}
+        for api, args in calls.items():
+            try:
+                out = client.submit(*args, api_name=api).result(timeout=120)
+            except AppError as e:
+                assert case.expect in ("error", "any"), f"{api} refused {case.name}: {e}"
+                assert case.name in str(e) and str(tmp_path) not in str(e) and "gradio" not in str(e), str(e)
+                continue
+            assert case.expect != "error", f"{api} accepted {case.name}"
+            size = case.expect if api == "/unmask" else (96, 64)
+            if isinstance(case.expect, tuple):
+                assert Image.open(out[0]).size == size, (api, case.name)
+    assert "1 face(s) unmasked" in unmask_good_photo(client)
+    assert "Traceback" not in running_app.log.read_text(), running_app.log.read_text()[-3000:]
+
+
+@pytest.mark.slow
+def test_app_serves_only_uploads(client, running_app, tmp_path):  # noqa: F811
+    """A request naming a file on the server (outside gradio's upload folder) is refused and the file is not read;
+    an upload over the size limit is refused with 413; the server keeps serving."""
+    api = running_app.url + "gradio_api"
+    secret = running_app.log.parent / "secret.png"  # next to the app's cache folder
+    Image.new("RGB", (64, 64), (0, 255, 0)).save(secret)
+    cache = running_app.log.parent / "cache"
+    for path in (secret, cache / ".." / "secret.png", ROOT / "app.py", EXAMPLES / "astronaut_surgical.jpg"):
+        data = [{"path": str(path), "meta": {"_type": "gradio.FileData"}}, "", False, 0.45]
+        event = httpx.post(f"{api}/call/unmask", json={"data": data}).json()["event_id"]
+        reply = httpx.get(f"{api}/call/unmask/{event}", timeout=120).text
+        assert reply.startswith("event: error") and "complete" not in reply, (path, reply[:500])
+    big = httpx.post(f"{api}/upload", files={"files": ("big.png", bytes(31 * 2**20), "image/png")}, timeout=120)
+    assert big.status_code == 413, big.text[:300]
+    assert "1 face(s) unmasked" in unmask_good_photo(client)
