@@ -137,8 +137,6 @@ def test_sigkill_and_damage_then_resume(tmp_path, faces, vgg):  # noqa: F811
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="train.py trains one step past max_steps when resumed from a finished run's "
-                                       "last checkpoint (e.g. killed while writing the final pipeline)")
 def test_resume_after_the_last_checkpoint_trains_no_further(tmp_path, faces, vgg):  # noqa: F811
     out = tmp_path / "run"
     args = edit_args(faces, vgg, out)

@@ -275,7 +275,8 @@ def main(argv: list[str] | None = None) -> None:
     seen = 0
     logs: dict[str, float] = {}
 
-    for batch in loader:
+    finished = progress() >= 1.0  # resumed from a run's last checkpoint: nothing left to train
+    for batch in [] if finished else loader:
         image, masked, mask = to_model_inputs(batch, accelerator.device, cfg.channels_last)
         factor = lr_factor(cfg, state.step, progress())
         for opt, base in [(opt_g, cfg.lr_g)] + ([(opt_d, cfg.lr_d)] if args.stage != "map" else []):

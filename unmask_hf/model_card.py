@@ -62,8 +62,12 @@ def render_model_card(pipe, repo_id: str | None = None) -> ModelCard:
     """
     info = pipe.info
     status = info.get("status", "untrained")
+    # Trained weights inherit their training data's terms (CelebA: non-commercial research only); the code is Apache-2.0.
+    licence = {"license": "apache-2.0"} if status == "untrained" else {
+        "license": "other", "license_name": "celeba-non-commercial-research",
+        "license_link": "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"}
     card_data = ModelCardData(
-        library_name="unmask-hf", pipeline_tag="image-to-image", license="apache-2.0",
+        library_name="unmask-hf", pipeline_tag="image-to-image", **licence,
         tags=["unmask-hf", "face-mask-removal", "inpainting", "gan", "pytorch", status],
         datasets=info.get("datasets"),
     )
