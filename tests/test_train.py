@@ -88,6 +88,15 @@ def test_smoke_map_then_edit_through_accelerate_launch(tmp_path, faces, vgg):
     assert UnmaskPipeline.from_pretrained(edit / "best", device="cpu").info["validation"]["psnr"] > 0
     result = pipe(np.asarray(Image.open(next(folder.iterdir()))), aligned=True)
     assert result.image.size == (48, 48)
+    # joint: the editor fine-tuned on the map module's own predictions; the map module stays as it was
+    train("--stage", "joint", *data, "--output-dir", str(tmp_path / "joint"), "--init", str(edit / "pipeline"),
+          "--perceptual-weights", vgg, "--max-steps", "2")
+    joint = UnmaskPipeline.from_pretrained(tmp_path / "joint" / "pipeline", device="cpu")
+    assert joint.info["steps"] == 2 and len(joint.info["commands"]) == 3
+    for a, b in zip(pipe.map_generator.state_dict().values(), joint.map_generator.state_dict().values()):
+        assert torch.equal(a, b)
+    assert any(not torch.equal(a, b) for a, b in zip(pipe.edit_generator.state_dict().values(),
+                                                      joint.edit_generator.state_dict().values()))
 
 
 @pytest.mark.slow
