@@ -147,3 +147,17 @@ def test_bad_inputs_fail_before_training(tmp_path, faces, vgg):
     assert bad.returncode != 0 and "batch_sise" in bad.stderr
     no_init = train("--stage", "joint", *base, "--perceptual-weights", vgg, check=False)
     assert no_init.returncode != 0 and "--init" in no_init.stderr
+
+
+def test_no_mask_samples_are_bare_faces(faces):
+    from unmask_hf.training.data import PairedFaces
+
+    folder, _ = faces
+    files = sorted(folder.iterdir())
+    plain = PairedFaces(files, 32, seed=3, augment=True)
+    mixed = PairedFaces(files, 32, seed=3, augment=True, no_mask_fraction=0.5)
+    bare = [i for i in range(40) if not mixed[i]["mask"].any()]
+    assert 5 < len(bare) < 35  # about half
+    for i in bare:
+        assert torch.equal(mixed[i]["masked"], mixed[i]["image"])
+    assert all(plain[i]["mask"].any() for i in range(40))  # the renderer always draws a mask

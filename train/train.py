@@ -45,6 +45,13 @@ from unmask_hf.training.sources import open_sources
 from unmask_hf.viz import image_grid
 
 
+# Config values that can also be set from the command line (flag name, type).
+OVERRIDES = [("max-steps", int), ("max-minutes", float), ("batch-size", int), ("grad-accum", int), ("lr-g", float),
+             ("lr-d", float), ("mixed-precision", str), ("num-workers", int), ("seed", int), ("log-every", int),
+             ("sample-every", int), ("val-every", int), ("val-samples", int), ("checkpoint-every", int),
+             ("ema-decay", float), ("adv-start-step", int), ("no-mask-fraction", float)]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=None, help="training config YAML (train/configs/)")
@@ -60,10 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", nargs="?", const="latest", help="resume from the latest checkpoint, or from PATH")
     p.add_argument("--push-to-hub", metavar="ORG/NAME", help="upload the final pipeline to this Hub repo")
     p.add_argument("--save-dtype", choices=["fp32", "fp16"], default="fp32", help="dtype of the saved pipelines")
-    for name, kind in [("max-steps", int), ("max-minutes", float), ("batch-size", int), ("grad-accum", int),
-                       ("lr-g", float), ("lr-d", float), ("mixed-precision", str), ("num-workers", int), ("seed", int),
-                       ("log-every", int), ("sample-every", int), ("val-every", int), ("val-samples", int),
-                       ("checkpoint-every", int), ("ema-decay", float), ("adv-start-step", int)]:
+    for name, kind in OVERRIDES:
         p.add_argument(f"--{name}", type=kind, default=None, help="override the config value")
     return p.parse_args(argv)
 
@@ -130,10 +134,7 @@ def build_models(cfg: TrainConfig, args: argparse.Namespace) -> tuple[MapGenerat
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    overrides = {k.replace("-", "_"): getattr(args, k.replace("-", "_")) for k in
-                 ["max-steps", "max-minutes", "batch-size", "grad-accum", "lr-g", "lr-d", "mixed-precision", "num-workers",
-                  "seed", "log-every", "sample-every", "val-every", "val-samples", "checkpoint-every", "ema-decay",
-                  "adv-start-step"]}
+    overrides = {name.replace("-", "_"): getattr(args, name.replace("-", "_")) for name, _ in OVERRIDES}
     try:
         cfg = TrainConfig.from_yaml(args.config, overrides)
     except (ValueError, FileNotFoundError, TypeError) as e:
@@ -188,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
 
     # ---- data: one endless, resumable stream of samples per process
     per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
-    train_set = PairedFaces(train_source, cfg.image_size, cfg.seed, augment=True, hflip=cfg.hflip, color_jitter=cfg.color_jitter)
+    train_set = PairedFaces(train_source, cfg.image_size, cfg.seed, augment=True, hflip=cfg.hflip,
+                            color_jitter=cfg.color_jitter, no_mask_fraction=cfg.no_mask_fraction)
     sampler = StreamSampler(len(train_set), cfg.seed, start=state.step * per_step,
                             rank=accelerator.process_index, world=accelerator.num_processes)
     loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,

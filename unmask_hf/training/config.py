@@ -41,6 +41,7 @@ class TrainConfig:
     seed: int = 0
     hflip: bool = True
     color_jitter: float = 0.1  # max relative change of brightness, contrast and saturation
+    no_mask_fraction: float = 0.0  # share of training samples shown without a mask (empty map): "no mask" is an answer too
 
     log_every: int = 50
     sample_every: int = 500
@@ -55,6 +56,8 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "max_steps", "image_size", "val_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.no_mask_fraction < 1.0:
+            raise ValueError(f"no_mask_fraction must be in [0, 1), got {self.no_mask_fraction}")
         self.betas = tuple(self.betas)
         EditLossWeights(**self.loss_weights)  # unknown loss names fail here, not mid-run
 

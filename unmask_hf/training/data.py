@@ -43,7 +43,7 @@ class PairedFaces(Dataset):
     """
 
     def __init__(self, source, image_size: int, seed: int = 0, augment: bool = False,
-                 hflip: bool = True, color_jitter: float = 0.0):
+                 hflip: bool = True, color_jitter: float = 0.0, no_mask_fraction: float = 0.0):
         self.source = source
         self.render = isinstance(source, Sequence) and (len(source) == 0 or isinstance(source[0], (str, Path)))
         self.image_size = image_size
@@ -51,6 +51,7 @@ class PairedFaces(Dataset):
         self.augment = augment
         self.hflip = hflip
         self.color_jitter = color_jitter
+        self.no_mask_fraction = no_mask_fraction
 
     def __len__(self) -> int:
         return len(self.source)
@@ -74,6 +75,8 @@ class PairedFaces(Dataset):
         rng = np.random.default_rng([self.seed, index])
         image, masked, mask = self._pair(index % len(self.source), rng)
         image, masked, mask = np.array(image), np.array(masked), np.array(mask) > 127
+        if self.no_mask_fraction > 0 and rng.random() < self.no_mask_fraction:  # the bare face, nothing to remove
+            masked, mask = image, np.zeros_like(mask)
         if self.augment and self.hflip and rng.random() < 0.5:
             image, masked, mask = image[:, ::-1], masked[:, ::-1], mask[:, ::-1]
         if self.augment and self.color_jitter > 0:
