@@ -1,0 +1,40 @@
+"""How much the map module marks on faces that wear no mask (it should mark nothing).
+
+    python benchmarks/bare_faces.py --faces ../shared/data/celeba-faces/train \
+        --identities ../shared/data/celeba-faces/identities.csv [--model ID_OR_DIR] [--count 200]
+
+Runs `UnmaskPipeline.predict_maps` on the clean faces of the identity-disjoint validation split (the one training
+holds out) and prints the mean share of each crop marked as mask and how many faces get more than 2 % marked.
+"""
+
+import argparse
+
+import torch
+
+from unmask_hf import UnmaskPipeline
+from unmask_hf.dataset import BuildConfig
+from unmask_hf.io import images_to_tensor, load_image
+from unmask_hf.training.sources import open_sources
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--faces", required=True)
+    parser.add_argument("--identities", required=True)
+    parser.add_argument("--model", default=None, help="Hub id or folder (default: the embedded weights)")
+    parser.add_argument("--count", type=int, default=200)
+    args = parser.parse_args()
+    sources = argparse.Namespace(dataset=None, faces=args.faces, identities=args.identities,
+                                 val_fraction=BuildConfig.val_fraction)
+    _, validation, _ = open_sources(sources)
+    pipe = UnmaskPipeline.from_pretrained(args.model, device="cpu")
+    size = pipe.image_size
+    crops = images_to_tensor([load_image(p).resize((size, size)) for p in validation[:args.count]])
+    maps = torch.cat([pipe.predict_maps(crops[i:i + 50]) for i in range(0, len(crops), 50)])
+    area = maps.mean(dim=(1, 2, 3))
+    print(f"{len(crops)} bare validation faces: mean share of the crop marked {area.mean():.3f}; "
+          f"faces with more than 2 % marked: {(area > 0.02).float().mean():.1%}")
+
+
+if __name__ == "__main__":
+    main()
