@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 from tqdm import tqdm
 
 from PIL import Image
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
         if not cached_val:
             for start in range(0, n_val, cfg.batch_size):
                 samples = [val_set[i] for i in range(start, min(start + cfg.batch_size, n_val))]
-                cached_val.append({k: torch.stack([s[k] for s in samples]) for k in samples[0]})
+                cached_val.append(default_collate(samples))
         return cached_val
 
     def validate() -> dict[str, float]:

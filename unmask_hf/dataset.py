@@ -25,12 +25,11 @@ import pyarrow.parquet as pq
 from PIL import Image
 from tqdm.auto import tqdm
 
-from unmask_hf.io import load_image
+from unmask_hf.io import IMAGE_SUFFIXES, find_images, load_image
 from unmask_hf.synth import MASK_STYLES, make_sample
 
 REQUIRED_COLUMNS = ("image", "masked", "mask", "mask_style", "source_id")
 IMAGE_COLUMNS = ("image", "masked", "mask")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 SPLITS = ("train", "validation", "test")
 MIN_SIZE, MAX_SIZE = 64, 1024
 
@@ -57,9 +56,9 @@ class FaceFolder:
         self.root = Path(root)
         if not self.root.is_dir():
             raise ValueError(f"Face folder {self.root} does not exist")
-        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        self.files = find_images([self.root])
         if not self.files:
-            raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found in {self.root}")
+            raise ValueError(f"No images ({', '.join(IMAGE_SUFFIXES)}) found in {self.root}")
         self.identities: list[str | None] = [None] * len(self.files)
         if identities is not None:
             table = _read_identities(identities)

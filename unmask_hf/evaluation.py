@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import default_collate
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
@@ -162,7 +163,7 @@ def evaluate(pipe: UnmaskPipeline, data: EvalData, limit: int | None = None, bat
 
     for start in tqdm(range(0, n, batch_size), desc="evaluating", unit="batch"):
         items = [data.samples[i] for i in range(start, min(start + batch_size, n))]
-        batch = {k: torch.stack([item[k] for item in items]) for k in items[0]}
+        batch = default_collate(items)
         _, masked_t, mask_t = to_model_inputs(batch, pipe.device)
         truth, masked = (batch[k].permute(0, 2, 3, 1).numpy() for k in ("image", "masked"))
         true_mask = batch["mask"][:, 0].numpy() > 0

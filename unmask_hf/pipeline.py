@@ -24,7 +24,7 @@ from .model_card import render_model_card
 from .io import ImageInput, images_to_tensor, load_image, load_mask, tensor_to_arrays
 from .models import EditGenerator, MapGenerator
 from .models.map_generator import clean_maps
-from .models.hub import WEIGHTS_NAME, HubModule, load_safetensors, resolve_weights
+from .models.hub import WEIGHTS_NAME, HubModule, resolve_weights
 from .viz import overlay_mask
 
 MAP_DILATION = 2  # pixels at the model's working size; see _assemble
@@ -80,16 +80,7 @@ def _read_json(path: Path) -> dict:
 
 def _load_module(cls: type[HubModule], folder: Path) -> HubModule:
     config = _read_json(folder / "config.json")
-    try:
-        model = cls(**config)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"Bad model config {folder / 'config.json'}: {e}") from e
-    path = resolve_weights(folder)
-    try:
-        model.load_state_dict(load_safetensors(path), strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"Weights in {path} do not match the config in {folder / 'config.json'}: {e}") from e
-    return model.eval()
+    return cls.from_config_and_weights(config, resolve_weights(folder), str(folder / "config.json")).eval()
 
 
 class UnmaskPipeline:

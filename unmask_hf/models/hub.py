@@ -49,15 +49,23 @@ class HubModule(
     """Base of every unmask-hf model: `save_pretrained`/`push_to_hub` from the mixin, strict safetensors loading."""
 
     @classmethod
+    def from_config_and_weights(cls, config: dict, weights: Path, config_name: str, strict: bool = True) -> "HubModule":
+        """Build the model from its config and load `weights` (safetensors) into it, errors naming both."""
+        try:
+            model = cls(**config)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"Bad model config {config_name}: {e}") from e
+        try:
+            model.load_state_dict(load_safetensors(weights), strict=strict)
+        except RuntimeError as e:
+            raise ValueError(f"Weights in {weights} do not match the config in {config_name}: {e}") from e
+        return model
+
+    @classmethod
     def _from_pretrained(cls, *, model_id, revision, cache_dir, force_download, local_files_only, token,
                          map_location: str = "cpu", strict: bool = True, **model_kwargs):
         # The mixin's default falls back to pickle files and loads non-strictly; we do neither.
-        model = cls(**model_kwargs)
         path = resolve_weights(model_id, revision, cache_dir=cache_dir, force_download=force_download,
                                local_files_only=local_files_only, token=token)
-        state = load_safetensors(path)
-        try:
-            model.load_state_dict(state, strict=strict)
-        except RuntimeError as e:
-            raise ValueError(f"Weights in {path} do not match {cls.__name__}({model_kwargs}): {e}") from e
+        model = cls.from_config_and_weights(model_kwargs, path, f"{cls.__name__}({model_kwargs})", strict=strict)
         return model.to(map_location)
