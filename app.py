@@ -2,6 +2,7 @@
 
     python app.py                              # the weights embedded in the package, http://127.0.0.1:7860
     UNMASK_MODEL=org/name python app.py        # or --model org/name (or a local folder): other weights
+    python app.py --model org/name --revision <sha> --lock-model   # a public server: pinned, visitors can't switch
     python app.py --host 0.0.0.0 --port 8080   # the port also from GRADIO_SERVER_PORT; --share: a public link
 
 API (gradio_client), see README.md:
@@ -39,21 +40,25 @@ CACHE_CLEANUP = (60, 600)  # every minute, delete uploads and results older than
 
 
 @lru_cache(maxsize=2)  # switching between two models does not reload them each time
-def load_pipeline(model_id: str) -> UnmaskPipeline:
-    return UnmaskPipeline.from_pretrained(model_id or None)
+def load_pipeline(model_id: str, revision: str | None = None) -> UnmaskPipeline:
+    return UnmaskPipeline.from_pretrained(model_id or None, revision=revision)
 
 
-def build_demo(default_model: str = "") -> gr.Blocks:
-    """The whole UI; `default_model` ("" = the embedded weights) is what the model box starts with."""
+def build_demo(default_model: str = "", revision: str | None = None, lock_model: bool = False) -> gr.Blocks:
+    """The whole UI; `default_model` ("" = the embedded weights, at `revision` if it is a Hub id) is what the model
+    box starts with. `lock_model`: the server runs only that model (the box is read-only and other ids are refused)."""
 
     def pipeline_for(model_id: str) -> UnmaskPipeline:
         model_id = (model_id or "").strip()
+        if lock_model and model_id != default_model:
+            raise gr.Error(f"This server runs only its own model ({default_model or 'the built-in one'}).",
+                           print_exception=False)
         # Visitors may pick the embedded weights, the app's own model or a Hub repo, not arbitrary server folders.
         if model_id not in ("", default_model) and not HUB_ID.match(model_id):
             raise gr.Error(f"{model_id!r} is not a Hub model id like org/name (leave it empty for the built-in model).",
                            print_exception=False)
         try:
-            return load_pipeline(model_id)
+            return load_pipeline(model_id, revision if model_id == default_model else None)
         except (OSError, ValueError) as e:
             raise gr.Error(f"Could not load the model {model_id or '(built-in)'}: {e}", print_exception=False) from e
 
@@ -141,7 +146,7 @@ def build_demo(default_model: str = "") -> gr.Blocks:
                                  type="filepath", image_mode=None, height=420, elem_id="photo")
                 unmask_button = gr.Button("Unmask", variant="primary", elem_id="unmask")
                 with gr.Accordion("Settings", open=False):
-                    model = gr.Textbox(value=default_model, label="Model",
+                    model = gr.Textbox(value=default_model, label="Model", interactive=not lock_model,
                                        placeholder="empty: the built-in model; or a Hugging Face Hub id like org/name",
                                        elem_id="model")
                     aligned = gr.Checkbox(False, label="The photo is an aligned face crop (skip face detection)")
@@ -187,14 +192,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="The unmask-hf web app (Gradio).")
     parser.add_argument("--model", default=os.environ.get("UNMASK_MODEL", ""),
                         help="Hub repo id or local folder (default: $UNMASK_MODEL, else the embedded weights)")
+    parser.add_argument("--revision", default=os.environ.get("UNMASK_REVISION") or None,
+                        help="Hub revision of --model to pin: a commit sha, branch or tag (default: $UNMASK_REVISION)")
+    parser.add_argument("--lock-model", action="store_true", default=os.environ.get("UNMASK_LOCK_MODEL", "") == "1",
+                        help="serve only --model: visitors cannot make the server download other Hub repos "
+                             "(default: $UNMASK_LOCK_MODEL=1)")
     parser.add_argument("--host", default=None, help="address to listen on (default: $GRADIO_SERVER_NAME, 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--share", action="store_true", help="also serve on a temporary public *.gradio.live link")
     parser.add_argument("--concurrency", type=int, default=1, help="model runs at once (default: 1)")
     parser.add_argument("--queue-size", type=int, default=16, help="requests that may wait; more are refused")
     args = parser.parse_args(argv)
-    load_pipeline(args.model)  # fail at startup, not on the first visitor, if the model cannot be loaded
-    demo = build_demo(args.model)
+    if args.revision and not args.model:
+        parser.error("--revision pins a Hub model: give --model org/name too")
+    load_pipeline(args.model, args.revision)  # fail at startup, not on the first visitor, if the model cannot be loaded
+    demo = build_demo(args.model, args.revision, args.lock_model)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE)
 

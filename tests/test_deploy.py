@@ -46,12 +46,12 @@ def files(folder: Path) -> set[str]:
 
 
 def test_deploy_creates_a_gradio_space_and_uploads_the_app(hub_calls):
-    assert DEPLOY["main"](["org/unmask-space", "--model", "org/unmask-weights"]) == 0
-    create, variable, upload = hub_calls
+    assert DEPLOY["main"](["org/unmask-space", "--model", "org/unmask-weights", "--revision", "v1"]) == 0
+    create, *variables, upload = hub_calls
     assert create == {"call": "create_repo", "repo_id": "org/unmask-space", "repo_type": "space", "space_sdk": "gradio",
                       "private": False, "exist_ok": True}
-    assert variable == {"call": "add_space_variable", "repo_id": "org/unmask-space", "key": "UNMASK_MODEL",
-                        "value": "org/unmask-weights"}
+    assert {v["key"]: v["value"] for v in variables if v["repo_id"] == "org/unmask-space"} == {
+        "UNMASK_MODEL": "org/unmask-weights", "UNMASK_REVISION": "v1", "UNMASK_LOCK_MODEL": "1"}
     assert upload["repo_id"] == "org/unmask-space" and upload["repo_type"] == "space" and upload["delete_patterns"] == "*"
 
     uploaded = files(upload["folder"])
@@ -82,12 +82,19 @@ def test_deploy_creates_a_gradio_space_and_uploads_the_app(hub_calls):
 
 
 def test_deploy_without_a_model_keeps_the_embedded_weights(hub_calls):
-    assert DEPLOY["main"](["org/unmask-space", "--private"]) == 0
-    assert [c["call"] for c in hub_calls] == ["create_repo", "upload_folder"] and hub_calls[0]["private"] is True
-    assert SpaceCard.load(hub_calls[1]["folder"] / "README.md").data.models == []
+    assert DEPLOY["main"](["org/unmask-space", "--private", "--model-box"]) == 0
+    assert [c["call"] for c in hub_calls] == ["create_repo", "add_space_variable", "upload_folder"]
+    assert hub_calls[0]["private"] is True and hub_calls[1]["key"] == "UNMASK_LOCK_MODEL" and hub_calls[1]["value"] == "0"
+    assert SpaceCard.load(hub_calls[2]["folder"] / "README.md").data.models == []
 
 
 def test_dry_run_lists_the_files_and_uploads_nothing(hub_calls, capsys):
     assert DEPLOY["main"](["org/unmask-space", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert hub_calls == [] and all(name in out for name in DEPLOY["space_files"]())
+
+
+def test_revision_needs_a_model(hub_calls):
+    with pytest.raises(SystemExit):
+        DEPLOY["main"](["org/unmask-space", "--revision", "v1"])
+    assert hub_calls == []

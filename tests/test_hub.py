@@ -117,35 +117,43 @@ def test_dataset_over_http(hub, built_dataset):
         load_masked_faces("org/masked-faces", "test")
 
 
-def test_train_from_hub_dataset(hub, built_dataset, tmp_path):
+def test_train_from_hub_dataset_and_pinned_hub_weights(hub, built_dataset, tmp_path):
     hub.commit("org/masked-faces", built_dataset, repo_type="dataset")
+    make_tiny_pipeline(image_size=32, seed=1).save_pretrained(tmp_path / "v1")
+    pinned = hub.commit("org/start", tmp_path / "v1")
+    make_tiny_pipeline(image_size=32, seed=2).save_pretrained(tmp_path / "v2")
+    hub.commit("org/start", tmp_path / "v2")
     out = tmp_path / "run"
     # A fresh process reads HF_ENDPOINT / HF_HOME from the environment the `hub` fixture set.
     result = subprocess.run([sys.executable, str(ROOT / "train" / "train.py"), "--config",
                              str(ROOT / "train" / "configs" / "smoke.yaml"), "--stage", "map",
-                             "--dataset", "org/masked-faces", "--output-dir", str(out), "--max-steps", "2"],
+                             "--dataset", "org/masked-faces", "--init", "org/start", "--init-revision", pinned,
+                             "--output-dir", str(out), "--max-steps", "2"],
                             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert files(out / "pipeline") >= MODEL_FILES
     assert "org/masked-faces" in (out / "pipeline" / "README.md").read_text()
     assert (Path(os.environ["HF_HOME"]) / "hub" / "datasets--org--masked-faces").is_dir()  # it came over HTTP
+    # The map stage trained the map module; the editor is the pinned commit's, untouched.
+    trained, start = UnmaskPipeline.from_pretrained(out / "pipeline", device="cpu"), load(tmp_path / "v1")
+    assert all(torch.equal(a, b) for a, b in zip(trained.edit_generator.state_dict().values(),
+                                                 start.edit_generator.state_dict().values()))
 
 
 # ---------------------------------------------------------------- the app, with its model from the Hub
 
-def test_app_serves_a_hub_model(hub, tmp_path, astronaut_rgb):
-    """`UNMASK_MODEL=org/name python app.py` starts, downloads the model over HTTP and answers a request.
-
-    The app must take its port from GRADIO_SERVER_PORT (gradio's `launch()` default does).
-    """
-    if not APP.is_file():
-        pytest.skip("app.py does not exist yet")
+def test_app_serves_a_pinned_hub_model_and_only_that(hub, tmp_path, astronaut_rgb):
+    """`UNMASK_MODEL=org/name UNMASK_REVISION=<sha> UNMASK_LOCK_MODEL=1 python app.py` downloads that commit over
+    HTTP, answers with it, and refuses visitors' other model ids (the port comes from GRADIO_SERVER_PORT)."""
     from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
 
-    sha = hub.commit("org/name", save_model(tmp_path / "model", seed=0))
+    pinned = hub.commit("org/name", save_model(tmp_path / "v1", seed=0))
+    newer = hub.commit("org/name", save_model(tmp_path / "v2", seed=1))
     port = free_port()
-    env = {**os.environ, "UNMASK_MODEL": "org/name", "GRADIO_SERVER_NAME": "127.0.0.1",
-           "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "UNMASK_MODEL": "org/name", "UNMASK_REVISION": pinned, "UNMASK_LOCK_MODEL": "1",
+           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
+           "OMP_NUM_THREADS": "1"}
     log = tmp_path / "app.log"
     with open(log, "w") as out:
         app = subprocess.Popen([sys.executable, str(APP)], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -157,16 +165,14 @@ def test_app_serves_a_hub_model(hub, tmp_path, astronaut_rgb):
         client = Client(url, verbose=False)
         photo = tmp_path / "photo.png"
         Image.fromarray(astronaut_rgb).save(photo)
-        # The first endpoint that takes an image; every other input keeps its default.
-        endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-        name, spec = next((n, e) for n, e in endpoints.items() if any(p["component"] == "Image" for p in e["parameters"]))
-        args = [handle_file(str(photo)) if p["component"] == "Image" else p.get("parameter_default")
-                for p in spec["parameters"]]
-        result = client.predict(*args, api_name=name)
-        outputs = result if isinstance(result, (list, tuple)) else [result]
-        images = [Image.open(o) for o in outputs if isinstance(o, str) and Path(o).is_file()]
-        assert images and images[0].size == (512, 512), (name, result)
-        assert (Path(os.environ["HF_HOME"]) / "hub" / "models--org--name" / "snapshots" / sha).is_dir(), log.read_text()
+        result = client.predict(handle_file(str(photo)), "org/name", True, 0.45, api_name="/unmask")
+        assert Image.open(result[0]).size == (512, 512)
+        assert np.array_equal(np.asarray(Image.open(result[0])),  # the pinned commit's weights made it
+                              np.asarray(load(tmp_path / "v1")(astronaut_rgb, aligned=True).image))
+        snapshots = Path(os.environ["HF_HOME"]) / "hub" / "models--org--name" / "snapshots"
+        assert (snapshots / pinned).is_dir() and not (snapshots / newer).exists(), log.read_text()
+        with pytest.raises(AppError, match="runs only its own model"):
+            client.predict(handle_file(str(photo)), "org/other", True, 0.45, api_name="/unmask")
     finally:
         app.terminate()
         app.wait(timeout=20)

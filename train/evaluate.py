@@ -30,6 +30,7 @@ from unmask_hf.training.sources import open_sources
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="Hub id or folder (default: the embedded weights)")
+    p.add_argument("--revision", default=None, help="with a Hub id as --model: the commit sha (or branch, tag) to pin")
     data = p.add_mutually_exclusive_group(required=True)
     data.add_argument("--dataset", help="built masked-face dataset: Hub id or folder (train/build_dataset.py)")
     data.add_argument("--faces", help="folder of plain faces: the identity-disjoint validation split of training, "
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     command = "python train/evaluate.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     out = Path(args.out)
     try:
-        pipe = UnmaskPipeline.from_pretrained(args.model, device=args.device)
+        pipe = UnmaskPipeline.from_pretrained(args.model, revision=args.revision, device=args.device)
         pipe.batch_size = args.batch_size
         if args.real:
             photos = find_images([args.real])[: args.limit]

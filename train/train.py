@@ -63,6 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-fraction", type=float, default=BuildConfig.val_fraction, help="with --faces: share of faces held out for validation (by identity)")
     p.add_argument("--output-dir", required=True)
     p.add_argument("--init", help="pipeline to start from (folder or Hub id); the other module is kept as is")
+    p.add_argument("--init-revision", help="with a Hub id as --init: the commit sha (or branch, tag) to start from")
     p.add_argument("--perceptual-weights", help="local safetensors VGG features (default: torchvision VGG-19)")
     p.add_argument("--resume", nargs="?", const="latest", help="resume from the latest checkpoint, or from PATH")
     p.add_argument("--push-to-hub", metavar="ORG/NAME", help="upload the final pipeline to this Hub repo")
@@ -121,7 +122,7 @@ def check_writable(folder: Path) -> None:
 
 def build_models(cfg: TrainConfig, args: argparse.Namespace) -> tuple[MapGenerator, EditGenerator, dict]:
     if args.init:
-        start = UnmaskPipeline.from_pretrained(args.init, device="cpu")
+        start = UnmaskPipeline.from_pretrained(args.init, revision=args.init_revision, device="cpu")
         for module in (start.map_generator, start.edit_generator):
             if module.unet.config.image_size != cfg.image_size:
                 sys.exit(f"error: --init {args.init} works at {module.unet.config.image_size} px, the config at {cfg.image_size}")
@@ -294,9 +295,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             adversarial = state.step >= cfg.adv_start_step
             with accelerator.accumulate(trained_p, whole_p, region_p):
-                if args.stage == "joint":  # the editor learns to work with the maps it will really get
-                    with torch.no_grad():
-                        mask = (map_gen.probability(masked) > pipeline.threshold).float()
+                if args.stage == "joint":  # the editor learns on the maps users get (thresholded, cleaned)
+                    mask = pipeline.predict_maps(masked).clone()  # clone: a normal tensor, not an inference one
                 output = trained_p(masked, mask)  # composited: input × (1 − M) + generated × M
                 if adversarial:  # discriminators first, on the detached output
                     with accelerator.autocast():
