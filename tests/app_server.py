@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,17 +30,13 @@ class RunningApp:
     log: Path  # the server's stdout and stderr
 
 
-@pytest.fixture(scope="module")
-def running_app(tmp_path_factory) -> Iterator[RunningApp]:
-    """The app serving the embedded weights, with its own gradio cache; stopped after the module."""
-    tmp = tmp_path_factory.mktemp("app")
-    port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(tmp / "cache"),
-           "OMP_NUM_THREADS": "1", "UNMASK_MODEL": ""}
-    log = tmp / "app.log"
+@contextmanager
+def serve_app(workdir: Path, env: dict[str, str], port: int, args: list[str] = ()) -> Iterator[RunningApp]:
+    """`python app.py *args` in `workdir`, our environment plus `env`, until it answers on `port`; stopped on exit."""
+    log = workdir / "app.log"
     with open(log, "w") as out:
-        app = subprocess.Popen([sys.executable, str(APP), "--host", "127.0.0.1", "--port", str(port)], cwd=tmp, env=env,
-                               stdout=out, stderr=subprocess.STDOUT)
+        app = subprocess.Popen([sys.executable, str(APP), *args], cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
+                               env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1", **env})
     try:
         url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + 120
         while http_status(url) != 200:
@@ -50,3 +47,13 @@ def running_app(tmp_path_factory) -> Iterator[RunningApp]:
     finally:
         app.terminate()
         app.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def running_app(tmp_path_factory) -> Iterator[RunningApp]:
+    """The app serving the embedded weights, with its own gradio cache; stopped after the module."""
+    tmp = tmp_path_factory.mktemp("app")
+    port = free_port()
+    with serve_app(tmp, {"GRADIO_TEMP_DIR": str(tmp / "cache"), "UNMASK_MODEL": ""}, port,
+                   ["--host", "127.0.0.1", "--port", str(port)]) as app:
+        yield app

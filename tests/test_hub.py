@@ -9,7 +9,6 @@ import runpy
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import datasets
@@ -24,12 +23,12 @@ from unmask_hf import UnmaskPipeline
 from unmask_hf.dataset import load_masked_faces
 
 from .conftest import make_tiny_pipeline
-from .hub_server import UNUSED_UPSTREAM, free_port, http_status
+from .app_server import serve_app
+from .hub_server import UNUSED_UPSTREAM, free_port
 from .test_train import make_face_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = runpy.run_path(str(ROOT / "train" / "build_dataset.py"))["main"]
-APP = ROOT / "app.py"
 MODULE_FILES = {f"{m}/{f}" for m in ("map", "edit") for f in ("config.json", "model.safetensors")}
 MODEL_FILES = MODULE_FILES | {"pipeline.json", "README.md"}
 
@@ -151,18 +150,10 @@ def test_app_serves_a_pinned_hub_model_and_only_that(hub, tmp_path, astronaut_rg
     pinned = hub.commit("org/name", save_model(tmp_path / "v1", seed=0))
     newer = hub.commit("org/name", save_model(tmp_path / "v2", seed=1))
     port = free_port()
-    env = {**os.environ, "UNMASK_MODEL": "org/name", "UNMASK_REVISION": pinned, "UNMASK_LOCK_MODEL": "1",
-           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
-           "OMP_NUM_THREADS": "1"}
-    log = tmp_path / "app.log"
-    with open(log, "w") as out:
-        app = subprocess.Popen([sys.executable, str(APP)], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + 120
-        while http_status(url) != 200:
-            assert app.poll() is None and time.monotonic() < deadline, f"app did not start:\n{log.read_text()[-3000:]}"
-            time.sleep(0.25)
-        client = Client(url, verbose=False)
+    env = {"UNMASK_MODEL": "org/name", "UNMASK_REVISION": pinned, "UNMASK_LOCK_MODEL": "1",
+           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
+    with serve_app(tmp_path, env, port) as app:
+        client = Client(app.url, verbose=False)
         photo = tmp_path / "photo.png"
         Image.fromarray(astronaut_rgb).save(photo)
         result = client.predict(handle_file(str(photo)), "org/name", True, 0.45, api_name="/unmask")
@@ -170,12 +161,9 @@ def test_app_serves_a_pinned_hub_model_and_only_that(hub, tmp_path, astronaut_rg
         assert np.array_equal(np.asarray(Image.open(result[0])),  # the pinned commit's weights made it
                               np.asarray(load(tmp_path / "v1")(astronaut_rgb, aligned=True).image))
         snapshots = Path(os.environ["HF_HOME"]) / "hub" / "models--org--name" / "snapshots"
-        assert (snapshots / pinned).is_dir() and not (snapshots / newer).exists(), log.read_text()
+        assert (snapshots / pinned).is_dir() and not (snapshots / newer).exists(), app.log.read_text()
         with pytest.raises(AppError, match="runs only its own model"):
             client.predict(handle_file(str(photo)), "org/other", True, 0.45, api_name="/unmask")
-    finally:
-        app.terminate()
-        app.wait(timeout=20)
 
 
 # ---------------------------------------------------------------- uploads: exactly what would be sent
