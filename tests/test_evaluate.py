@@ -148,3 +148,9 @@ def test_real_photos_contact_sheet(setup, tmp_path):
 def test_faces_mode_only_has_the_validation_split(setup):
     with pytest.raises(SystemExit):
         evaluate_script.parse_args(["--faces", str(setup["faces"]), "--split", "test", "--out", "x"])
+
+
+def test_revision_needs_a_hub_model(setup, capsys):
+    with pytest.raises(SystemExit):
+        evaluate_script.parse_args(["--faces", str(setup["faces"]), "--out", "x", "--revision", "v1"])
+    assert "--revision pins a Hub model" in capsys.readouterr().err

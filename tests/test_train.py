@@ -1,7 +1,6 @@
 """train/train.py end to end on CPU: a tiny generated face folder, the smoke config, a few steps."""
 
 import csv
-import json
 import os
 import shutil
 import subprocess
@@ -147,6 +146,8 @@ def test_bad_inputs_fail_before_training(tmp_path, faces, vgg):
     assert bad.returncode != 0 and "batch_sise" in bad.stderr
     no_init = train("--stage", "joint", *base, "--perceptual-weights", vgg, check=False)
     assert no_init.returncode != 0 and "--init" in no_init.stderr
+    no_hub_id = train("--stage", "map", *base, "--init-revision", "v1", check=False)
+    assert no_hub_id.returncode != 0 and "--init-revision pins a Hub model" in no_hub_id.stderr
 
 
 def test_no_mask_samples_are_bare_faces(faces):

@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-identity", action="store_true", help="skip the dlib identity scores (the slowest part on CPU)")
     p.add_argument("--no-fd", action="store_true", help="skip FD-VGG")
     args = p.parse_args(argv)
+    if args.revision and not args.model:
+        p.error("--revision pins a Hub model: give --model org/name too")
     if args.faces and args.split != "validation":
         p.error("--faces gives training's validation split only; for the test split build the dataset from the same "
                 "folder (train/build_dataset.py) and pass --dataset")

@@ -70,7 +70,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--save-dtype", choices=["fp32", "fp16"], default="fp32", help="dtype of the saved pipelines")
     for name, kind in OVERRIDES:
         p.add_argument(f"--{name}", type=kind, default=None, help="override the config value")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.init_revision and not args.init:
+        p.error("--init-revision pins a Hub model: give --init org/name too")
+    return args
 
 
 class TrainState:
