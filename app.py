@@ -8,7 +8,8 @@
 API (gradio_client), see README.md:
     /unmask(image, model, aligned, opacity)
     /unmask_with_mask(image, mask, model, aligned, opacity)     mask: white = remove
-Both return (result PNG, mask overlay, (before, after), per-face gallery, download PNG, editor value, status).
+    /unmask_face(image, mark_by, points, model, opacity)        a face marked by hand: "eyes" or "box", "x, y, x, y"
+All three return (result PNG, mask overlay, (before, after), per-face gallery, download PNG, editor value, status).
 
 Every inference goes through `UnmaskPipeline`; this file is only the UI around it.
 """
@@ -29,13 +30,15 @@ from PIL import Image  # noqa: E402
 
 from unmask_hf import UnmaskPipeline, UnmaskResult  # noqa: E402
 from unmask_hf.io import PREDICTION_LABEL, load_image, load_mask, save_prediction_png  # noqa: E402
-from unmask_hf.viz import fit_square, mask_layer, overlay_mask, square_box  # noqa: E402
+from unmask_hf.viz import draw_points, fit_square, mask_layer, overlay_mask, square_box  # noqa: E402
 
 EXAMPLES = sorted((Path(__file__).parent / "examples").glob("*.jpg"))
 HUB_ID = re.compile(r"^\w[\w.-]*/\w[\w.-]*$")
 OPACITY = 0.45  # the overlay's default opacity (the same as the pipeline's)
 EDITOR_SIDE = 768  # the mask editor's square canvas: the photo is fitted into it, the drawn mask scaled back
 MAX_FILE_SIZE = "30mb"  # uploads; a 50 MP photo (the pipeline's limit) is about this size as a JPEG
+MARK_SIDE = 1024  # the preview to click eyes on: at most this many pixels a side, clicks scaled back to the photo
+MARKS = ("eyes", "box")  # how a visitor marks a face the detector missed: its two eyes, or two corners of a box
 CACHE_CLEANUP = (60, 600)  # every minute, delete uploads and results older than 10 minutes (all of them on exit)
 
 
@@ -63,7 +66,7 @@ def build_demo(default_model: str = "", revision: str | None = None, lock_model:
             raise gr.Error(f"Could not load the model {model_id or '(built-in)'}: {e}", print_exception=False) from e
 
     def run(image: dict | None, mask: dict | None, model_id: str, aligned: bool, opacity: float,
-            progress: gr.Progress) -> tuple:
+            progress: gr.Progress, face: dict | None = None) -> tuple:
         # The events skip gradio's preprocessing, so every file is opened by unmask_hf.io, which refuses huge
         # images before decoding and explains bad files; its messages name the upload, not the server's path.
         if image is None:
@@ -75,7 +78,7 @@ def build_demo(default_model: str = "", revision: str | None = None, lock_model:
         try:
             photo = load_image(image["path"])
             user_mask = None if mask is None else load_mask(mask["path"], photo.size)
-            result = pipe(photo, aligned=aligned, mask=user_mask)
+            result = pipe(photo, aligned=aligned, mask=user_mask, **(face or {}))
         except ValueError as e:
             message = str(e).replace(image["path"], image.get("orig_name") or "the image")
             if mask is not None:
@@ -101,7 +104,8 @@ def build_demo(default_model: str = "", revision: str | None = None, lock_model:
                         "layers": [fit_square(mask_layer(result.mask), EDITOR_SIDE, (0, 0, 0, 0))], "composite": None}
         lines = [f"**{len(result.faces)} face(s) unmasked** in {seconds:.2f} s (faces processed at "
                  f"{pipe.image_size}×{pipe.image_size} px). _{PREDICTION_LABEL}._" if result.faces
-                 else "**Nothing was unmasked.** You can paint the mask yourself in the editor below and re-run."]
+                 else "**Nothing was unmasked.** If the photo shows a face, mark it yourself under "
+                      "*Mark the face yourself* below (click its two eyes), or run it as an aligned face crop there."]
         lines += [f"⚠️ {note}" for note in result.notes]
         if pipe.info.get("status") == "untrained":
             lines.append("⚠️ This model is untrained: its results are not meaningful.")
@@ -120,6 +124,44 @@ def build_demo(default_model: str = "", revision: str | None = None, lock_model:
             raise gr.Error("Draw the mask first (run Unmask, then correct the mask in the editor).",
                            print_exception=False)
         return run(image, mask, model, aligned, opacity, progress)
+
+    def unmask_face(image: dict | None, mark_by: str, points: str, model: str, opacity: float,
+                    progress=gr.Progress()) -> tuple:
+        """Unmask the one face marked by hand: `points` "x, y, x, y" in photo pixels are its two eyes
+        (`mark_by` "eyes") or two opposite corners of a box around it ("box"). For faces the detector misses."""
+        numbers = re.findall(r"-?\d+(?:\.\d+)?", points or "")
+        if len(numbers) != 4:
+            raise gr.Error("Mark the face first: click the centre of each eye on the photo (or two opposite corners "
+                           "of a box around the face).", print_exception=False)
+        x0, y0, x1, y1 = map(float, numbers)
+        if mark_by not in MARKS:
+            raise gr.Error(f"Mark the face by {' or '.join(MARKS)}, not {mark_by!r}.", print_exception=False)
+        face = {"eyes": ((x0, y0), (x1, y1))} if mark_by == "eyes" else {"face_box": (x0, y0, x1, y1)}
+        return run(image, None, model, False, opacity, progress, face)
+
+    def marking_canvas(image: dict | None) -> tuple:
+        """A new photo: its preview to click on (at most MARK_SIDE px), the click scale, and no points yet."""
+        if image is None:
+            return None, None, 1.0, ""
+        try:
+            photo = load_image(image["path"])
+        except ValueError:  # the Unmask button explains bad files
+            return None, None, 1.0, ""
+        preview = photo.copy()
+        preview.thumbnail((MARK_SIDE, MARK_SIDE))
+        return preview, preview, photo.width / preview.width, ""
+
+    def add_mark(points: str, scale: float, event: gr.SelectData) -> str:
+        """A click on the preview → one more point in photo pixels; the last two clicks are kept."""
+        x, y = event.index
+        clicked = re.findall(r"-?\d+(?:\.\d+)?", points or "")[-2:] + [f"{x * scale:.0f}", f"{y * scale:.0f}"]
+        return ", ".join(f"{a}, {b}" for a, b in zip(clicked[::2], clicked[1::2]))
+
+    def draw_marks(preview: Image.Image | None, points: str, scale: float, mark_by: str) -> Image.Image | None:
+        if preview is None:
+            return None
+        values = [float(v) / scale for v in re.findall(r"-?\d+(?:\.\d+)?", points or "")]
+        return draw_points(preview, list(zip(values[::2], values[1::2])), box=mark_by == "box")
 
     def editor_mask(editor: dict | None, last: tuple[Image.Image, Image.Image] | None) -> Image.Image:
         """The editor's paint layers (opaque = mask) as one black-and-white mask of the photo's part of the canvas."""
@@ -167,6 +209,21 @@ def build_demo(default_model: str = "", revision: str | None = None, lock_model:
                                           elem_id="before-after")
         gallery = gr.Gallery(label=f"Per face: aligned input | mask map | output ({PREDICTION_LABEL})", columns=3,
                              height="auto", elem_id="faces")
+        with gr.Accordion("Mark the face yourself (when no face is found)", open=False, elem_id="mark-face"):
+            gr.Markdown("Tight crops, unusual poses or dark masks can hide a face from the detector. Click the centre "
+                        "of each eye on the photo below (or two opposite corners of a box around the face), then "
+                        "press *Unmask this face*. If the photo is already a face crop, run it as one.")
+            with gr.Row():
+                marker = gr.Image(label="Click on the photo", interactive=False, height=420, elem_id="marker")
+                with gr.Column():
+                    mark_by = gr.Radio(list(MARKS), value="eyes", label="Mark by", elem_id="mark-by")
+                    points = gr.Textbox(label="Marked points (x, y in photo pixels)", placeholder="x, y, x, y",
+                                        elem_id="points")
+                    unmask_face_button = gr.Button("Unmask this face", variant="primary", elem_id="unmask-face")
+                    as_crop_button = gr.Button("Run as an aligned face crop", elem_id="as-crop")
+        marker_preview = gr.State(None)  # the photo's preview without marks
+        marker_scale = gr.State(1.0)  # photo pixels per preview pixel
+
         with gr.Accordion("Correct the mask", open=True):
             gr.Markdown("The predicted mask is painted over the photo. Paint where the model missed the mask, erase "
                         "where it took too much, then re-run: only the painted region is filled.")
@@ -183,6 +240,16 @@ def build_demo(default_model: str = "", revision: str | None = None, lock_model:
         unmask_button.click(unmask, [photo, model, aligned, opacity], api_name="unmask", **inference)
         rerun.click(editor_mask, [editor, last_result], drawn_mask, api_visibility="private").success(
             unmask_with_mask, [photo, drawn_mask, model, aligned, opacity], api_name="unmask_with_mask", **inference)
+        unmask_face_button.click(unmask_face, [photo, mark_by, points, model, opacity], api_name="unmask_face",
+                                 **inference)
+        as_crop_button.click(lambda image, model, opacity, progress=gr.Progress():
+                             run(image, None, model, True, opacity, progress),
+                             [photo, model, opacity], api_visibility="private", **inference)
+        photo.change(marking_canvas, [photo], [marker, marker_preview, marker_scale, points], api_visibility="private",
+                     preprocess=False, show_progress="hidden")
+        marker.select(add_mark, [points, marker_scale], points, api_visibility="private", show_progress="hidden")
+        gr.on([points.change, mark_by.change], draw_marks, [marker_preview, points, marker_scale, mark_by], marker,
+              api_visibility="private", show_progress="hidden")
         opacity.change(recolor, [last_result, opacity], overlay, api_visibility="private", show_progress="hidden",
                        trigger_mode="always_last")  # while dragging: the newest value once the last one is drawn
     return demo

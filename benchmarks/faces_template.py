@@ -1,4 +1,4 @@
-"""Measures the mean FaceDetector landmarks on aligned training crops: the source of faces.TEMPLATE_LANDMARKS.
+"""Measures the mean FaceDetector landmarks and box on aligned training crops: faces.TEMPLATE_LANDMARKS, TEMPLATE_BOX.
 
     python benchmarks/faces_template.py /work/shared/data/celeba-faces/train --count 500
 """
@@ -22,16 +22,19 @@ def main() -> None:
 
     detector = FaceDetector()
     paths = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in {".webp", ".png", ".jpg"})[: args.count]
-    points = []
+    points, boxes = [], []
     for path in paths:
         image = np.asarray(Image.open(path).convert("RGB"))
         faces = detector(image)
         if faces:  # the largest face is the crop's subject
-            points.append(faces[0].landmarks / np.array([image.shape[1], image.shape[0]]))
-    points = np.stack(points)
+            side = np.array([image.shape[1], image.shape[0]])
+            points.append(faces[0].landmarks / side)
+            boxes.append(np.array(faces[0].box) / np.tile(side, 2))
+    points, boxes = np.stack(points), np.stack(boxes)
     print(f"faces found in {len(points)} of {len(paths)} crops")
-    print("mean (fractions of the side):", np.round(points.mean(0), 3).tolist())
-    print("std:", np.round(points.std(0), 3).tolist())
+    print("landmarks, mean (fractions of the side):", np.round(points.mean(0), 3).tolist())
+    print("landmarks, std:", np.round(points.std(0), 3).tolist())
+    print("box x0, y0, x1, y1, mean:", np.round(boxes.mean(0), 3).tolist(), "std:", np.round(boxes.std(0), 3).tolist())
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from .app_server import EXAMPLES, running_app  # noqa: F401  (the fixture: the a
 PHOTO = EXAMPLES / "astronaut_surgical.jpg"  # one face wearing a rendered surgical mask, 512×512
 UNMASK = "/unmask"
 WITH_MASK = "/unmask_with_mask"
+FACE = "/unmask_face"
 OUTPUTS = ("result", "overlay", "before_after", "gallery", "download", "editor", "status")
 
 
@@ -38,10 +39,12 @@ def rgb(path) -> np.ndarray:
 
 def test_endpoints_are_named_and_documented(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert list(endpoints) == [UNMASK, WITH_MASK]  # helper events (overlay opacity, editor → mask) stay private
+    assert list(endpoints) == [UNMASK, WITH_MASK, FACE]  # helper events (opacity, editor, clicks) stay private
     assert [p["parameter_name"] for p in endpoints[UNMASK]["parameters"]] == ["image", "model", "aligned", "opacity"]
     assert [p["parameter_name"] for p in endpoints[WITH_MASK]["parameters"]] == ["image", "mask", "model", "aligned",
                                                                                  "opacity"]
+    assert [p["parameter_name"] for p in endpoints[FACE]["parameters"]] == ["image", "mark_by", "points", "model",
+                                                                            "opacity"]
 
 
 def test_unmask_an_example_photo(client):
@@ -81,6 +84,22 @@ def test_user_mask_changes_only_its_region(client, tmp_path):
     assert np.array_equal(result[mask == 0], photo[mask == 0])
     assert (result[mask > 0] != photo[mask > 0]).any(1).mean() > 0.5
     assert "1 face(s) unmasked" in out["status"]
+
+
+def test_a_face_the_detector_misses_can_be_marked_by_hand(client, tmp_path):
+    dark = tmp_path / "dark.png"  # the example photo, too dark for the detector
+    Image.fromarray(rgb(PHOTO) // 12).save(dark)
+    missed = call(client, handle_file(str(dark)))
+    assert "No face found" in missed["status"] and "Mark the face yourself" in missed["status"]
+    for mark_by, points in (("eyes", "247, 104, 204, 101"), ("box", "178,59 270,174")):
+        out = call(client, handle_file(str(dark)), mark_by, points, "", 0.45, api_name=FACE)
+        assert "1 face(s) unmasked" in out["status"] and len(out["gallery"]) == 3
+        changed = np.argwhere((rgb(out["result"]) != rgb(dark)).any(2))
+        assert len(changed) and changed[:, 1].min() > 150 and changed[:, 1].max() < 300  # on that face only
+    for points, message in (("12, 13", "Mark the face first"), ("600, 100, 650, 100", "lies off the 512x512 photo"),
+                            ("100, 100, 101, 100", "too close")):
+        with pytest.raises(AppError, match=message):
+            call(client, handle_file(str(dark)), "eyes", points, "", 0.45, api_name=FACE)
 
 
 def huge_png_header(path: Path, width: int, height: int) -> None:

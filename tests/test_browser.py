@@ -93,3 +93,27 @@ def test_unmask_and_correct_the_mask_in_a_browser(page):
     assert np.array_equal(corrected[300:], photo[300:]) and np.array_equal(corrected[:40], photo[:40])  # far away: exact
     assert "1 face(s) unmasked" in page.inner_text("#status")
     page.screenshot(path=SCREENSHOTS / "app.png", full_page=True)
+
+
+def test_mark_a_missed_face_by_clicking_its_eyes(page, tmp_path):
+    dark = tmp_path / "dark.png"  # the example photo, too dark for the detector
+    Image.fromarray(np.asarray(Image.open(PHOTO).convert("RGB")) // 12).save(dark)
+    page.locator("#photo input[type=file]").set_input_files(str(dark))
+    page.click("#unmask")
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('No face found')",
+                           timeout=60_000)
+    page.click("#mark-face button")  # open the accordion
+    page.wait_for_selector("#marker img")
+    image = page.locator("#marker img")
+    image.scroll_into_view_if_needed()
+    box = image.bounding_box()  # the 512×512 photo, shown scaled to fit
+    for x, y in ((204, 101), (247, 104)):
+        image.click(position={"x": x * box["width"] / 512, "y": y * box["height"] / 512})
+        page.wait_for_timeout(300)
+    page.wait_for_function("() => document.querySelector('#points textarea, #points input').value.split(',').length == 4")
+    clicked = [float(v) for v in page.input_value("#points textarea, #points input").split(",")]
+    assert np.allclose(clicked, [204, 101, 247, 104], atol=4)  # photo pixels, whatever the display size
+    page.click("#unmask-face")
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('1 face(s) unmasked')",
+                           timeout=60_000)
+    page.screenshot(path=SCREENSHOTS / "mark_face.png", full_page=True)

@@ -163,3 +163,15 @@ def test_paste_back_at_the_photo_border(astronaut_rgb):
     out, mask = paste_back(astronaut_rgb, black, full, aligned.matrix)
     assert mask[:, 60:].max() == 0 and mask[:450].max() == 0 and mask.max() == 255
     assert (out[mask == 0] == astronaut_rgb[mask == 0]).all()
+
+
+def test_marked_faces_land_on_the_template():
+    from unmask_hf.faces import TEMPLATE_BOX, marked_face
+
+    size = 200
+    by_box = marked_face((400, 300), box=tuple(TEMPLATE_BOX * size + 50))
+    assert np.allclose(by_box.landmarks, TEMPLATE_LANDMARKS * size + 50, atol=1e-3)
+    by_eyes = marked_face((400, 300), eyes=tuple(map(tuple, TEMPLATE_LANDMARKS[1::-1] * size + 50)))
+    assert np.allclose(by_eyes.landmarks, TEMPLATE_LANDMARKS * size + 50, atol=1e-3)
+    assert np.allclose(by_eyes.box, TEMPLATE_BOX * size + 50, atol=1e-3)  # the box a detector would give
+    assert by_box.score == by_eyes.score == 1.0

@@ -178,3 +178,37 @@ def test_masks_from_brush_layers_and_grayscale_agree(tmp_path):
     for source in (layer, tmp_path / "layer.png", gray, np.asarray(gray), np.asarray(gray) > 0):
         assert load_mask(source, (10, 10)).sum() == 9
     assert load_mask(gray, (20, 20)).shape == (20, 20)
+
+
+def test_a_marked_face_is_unmasked_where_detection_found_none(tiny_pipeline, astronaut_rgb):
+    # The astronaut's face in a photo too dark to detect: marked by its eyes, or by a box around it.
+    dark = (astronaut_rgb // 16).astype(np.uint8)
+    assert tiny_pipeline(dark).faces == []
+    eyes = ((247, 104), (204, 101))  # any click order
+    by_eyes, by_box = tiny_pipeline(dark, eyes=eyes), tiny_pipeline(dark, face_box=(178, 59, 270, 174))
+    for result in (by_eyes, by_box):
+        assert len(result.faces) == 1 and not result.notes
+        changed = np.argwhere((np.asarray(result.image) != dark).any(2))
+        keep = np.asarray(result.mask) == 0
+        assert np.array_equal(np.asarray(result.image)[keep], dark[keep])
+        if len(changed):  # whatever was filled lies on that face
+            assert changed[:, 1].min() > 120 and changed[:, 1].max() < 330 and changed[:, 0].max() < 260
+    assert np.allclose(by_eyes.faces[0].landmarks[:2], [[204, 101], [247, 104]])
+    # A batch takes one mark per image.
+    batch = tiny_pipeline([dark, dark], eyes=[eyes, None])
+    assert len(batch[0].faces) == 1 and batch[1].faces == []
+
+
+@pytest.mark.parametrize("mark,message", [
+    ({"face_box": (10, 10, 12, 60)}, "too small"),
+    ({"face_box": (600, 600, 700, 700)}, "off the 512x512 photo"),
+    ({"face_box": (0, 0, float("nan"), 50)}, "finite"),
+    ({"face_box": (1, 2, 3)}, "as 4 numbers"),
+    ({"eyes": ((100, 100), (101, 101))}, "too close"),
+    ({"eyes": ((100, 100), (520, 100))}, "off the 512x512 photo"),
+    ({"eyes": ((1, 2), (3, 4)), "face_box": (0, 0, 50, 50)}, "not both"),
+    ({"eyes": ((200, 100), (250, 100)), "aligned": True}, "aligned=True"),
+])
+def test_bad_face_marks_are_clear_errors(tiny_pipeline, astronaut_rgb, mark, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_pipeline(astronaut_rgb, **mark)

@@ -19,7 +19,7 @@ from huggingface_hub import HfApi, ModelCard, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 from PIL import Image, ImageFilter
 
-from .faces import FaceDetector, align_face, paste_back
+from .faces import DetectedFace, FaceDetector, align_face, marked_face, paste_back
 from .model_card import render_model_card
 from .io import ImageInput, images_to_tensor, load_image, load_mask, tensor_to_arrays
 from .models import EditGenerator, MapGenerator
@@ -206,23 +206,33 @@ class UnmaskPipeline:
     # ---------------------------------------------------------------- photos in, photos out
 
     def __call__(self, image: ImageInput | list[ImageInput], aligned: bool = False,
-                 mask: ImageInput | list[ImageInput | None] | None = None) -> UnmaskResult | list[UnmaskResult]:
+                 mask: ImageInput | list[ImageInput | None] | None = None,
+                 face_box: tuple[float, float, float, float] | list | None = None,
+                 eyes: tuple[tuple[float, float], tuple[float, float]] | list | None = None,
+                 ) -> UnmaskResult | list[UnmaskResult]:
         """Unmask a photo (PIL image, H×W×3 uint8 array, path or bytes) or a list of them (run as one batch).
 
         aligned=True treats the whole image as one aligned face crop; `mask` replaces the map module's
         prediction with a user-drawn mask (white / opaque = remove), the same size as the image.
+        `face_box` (x0, y0, x1, y1) or `eyes` ((x, y), (x, y)), in image pixels, mark the one face to unmask
+        instead of detecting faces (for a face the detector misses). With a list of images, each of `mask`,
+        `face_box` and `eyes` is a list of the same length (None entries: as if not given).
         """
         single = not isinstance(image, list)
         images = [image] if single else image
-        masks = mask if isinstance(mask, list) else [mask] * len(images)
-        if len(masks) != len(images):
-            raise ValueError(f"Got {len(masks)} masks for {len(images)} images")
+        masks, boxes, eye_pairs = ([value] if single else _per_image(value, len(images), name)
+                                   for value, name in ((mask, "masks"), (face_box, "face boxes"), (eyes, "eye pairs")))
+        if aligned and any(v is not None for v in boxes + eye_pairs):
+            raise ValueError("aligned=True treats the whole image as the face: don't mark a face box or eyes too")
         photos = [load_image(im) for im in images]
         user_masks = [None if m is None else load_mask(m, p.size) for m, p in zip(masks, photos)]
+        marks = [None if b is None and e is None else marked_face(p.size, box=b, eyes=e)
+                 for b, e, p in zip(boxes, eye_pairs, photos)]
         notes: list[list[str]] = [[] for _ in photos]
         crops: list[_Crop] = []
-        for i, (photo, user_mask) in enumerate(zip(photos, user_masks)):
-            crops += self._aligned_crops(i, photo, user_mask) if aligned else self._face_crops(i, photo, user_mask, notes[i])
+        for i, (photo, user_mask, mark) in enumerate(zip(photos, user_masks, marks)):
+            crops += (self._aligned_crops(i, photo, user_mask) if aligned
+                      else self._face_crops(i, photo, user_mask, notes[i], mark))
         outputs = self._run(crops)
         results = []
         for i, (photo, user_mask) in enumerate(zip(photos, user_masks)):
@@ -245,10 +255,11 @@ class UnmaskPipeline:
             self._detector = FaceDetector()
         return self._detector
 
-    def _face_crops(self, index: int, photo: Image.Image, user_mask: np.ndarray | None, notes: list[str]) -> list[_Crop]:
-        """One aligned crop per detected face (the user's mask warped along with it)."""
+    def _face_crops(self, index: int, photo: Image.Image, user_mask: np.ndarray | None, notes: list[str],
+                    mark: DetectedFace | None = None) -> list[_Crop]:
+        """One aligned crop per detected face, or for the face the user marked (the user's mask warped along with it)."""
         rgb = np.asarray(photo)
-        faces = self.detector(rgb)
+        faces = [mark] if mark is not None else self.detector(rgb)
         if not faces:
             if user_mask is not None:
                 notes.append("No face found: the drawn mask was filled treating the whole image as one face.")
@@ -301,6 +312,15 @@ class UnmaskPipeline:
             full = soft[0, 0].numpy() > 0.5
         big = np.asarray(Image.fromarray(generated).resize((w, h), Image.BICUBIC))
         return np.where(full[..., None], big, photo), full
+
+
+def _per_image(value, count: int, name: str) -> list:
+    """A per-image argument of a batch call: a list of `count` entries, or one value (None too) for every image."""
+    if not isinstance(value, list):
+        return [value] * count
+    if len(value) != count:
+        raise ValueError(f"Got {len(value)} {name} for {count} images")
+    return value
 
 
 def _dilate(region: np.ndarray, pixels: int) -> np.ndarray:

@@ -65,3 +65,18 @@ def image_grid(rows: list[list[Image.Image]], cell: int | None = None, labels: l
         for c, im in enumerate(row):
             sheet.paste(im.convert("RGB").resize((cell, cell), Image.BICUBIC), (c * (cell + gap), header + r * (cell + gap)))
     return sheet
+
+
+def draw_points(image: Image.Image, points: list[tuple[float, float]], box: bool = False,
+                color: tuple[int, int, int] = OVERLAY_COLOR) -> Image.Image:
+    """A copy of `image` with `points` (x, y pixels) marked as rings, and with `box` the rectangle two of them span."""
+    out = image.convert("RGB")
+    draw = ImageDraw.Draw(out)
+    width = max(2, round(max(out.size) / 256))
+    if box and len(points) == 2:
+        (x0, y0), (x1, y1) = points
+        draw.rectangle([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)], outline=color, width=width)
+    radius = 4 * width
+    for x, y in points:
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], outline=color, width=width)
+    return out
