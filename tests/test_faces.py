@@ -88,6 +88,22 @@ def test_finds_two_faces(detector, astronaut_rgb):
     assert sorted(max(iou(f.box, e) for f in faces) for e in expected)[0] > 0.8
 
 
+@pytest.mark.parametrize("view", ["tight crop", "tilted 50°"])
+def test_retries_find_faces_the_first_pass_misses(detector, astronaut_rgb, view):
+    masked = Image.fromarray(astronaut_rgb)
+    ImageDraw.Draw(masked).polygon(MASK_POLYGON, fill=PALE_BLUE)
+    if view == "tight crop":  # forehead and chin cut off, the face filling the frame
+        x0, y0 = 182, 84
+        photo, to_photo = np.asarray(masked)[y0:172, x0:268], np.array([[1.0, 0, -x0], [0, 1, -y0]])
+    else:
+        to_photo = rotation(-50, np.array([256.0, 256.0]))
+        photo = affine(np.asarray(masked), to_photo, (512, 512))
+    assert FaceDetector(retries=())(photo) == []
+    faces = detector(photo)
+    assert len(faces) == 1
+    assert np.abs(faces[0].landmarks[:2] - apply(to_photo, EYES)).max() < 6  # the eyes, in this photo's pixels
+
+
 @pytest.mark.parametrize("image", [np.full((300, 400, 3), 200, np.uint8),
                                    np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8),
                                    np.zeros((8, 8, 3), np.uint8)],

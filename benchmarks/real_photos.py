@@ -1,0 +1,103 @@
+"""Real photos of masked people (no ground truth): in how many is a face found, how fast, and what users see.
+
+    python benchmarks/real_photos.py                                   # ../shared/data/real-masked-dev, all photos
+    python benchmarks/real_photos.py --sheet eval/real/sheet.png --limit 48     # + photo | removed | result sheet
+    python benchmarks/real_photos.py --faces-sheet eval/real/faces.png          # every face found, to count false ones
+
+Every photo there shows at least one masked face, so "faces found" is the share of photos with at least one face
+(the plain MTCNN pass, and after the detector's retries: faces.RETRIES). Each photo's detection time is printed beside
+OpenCV's Telea inpainting of a fixed lower-middle rectangle of the same photo, timed in the same run, because this
+machine's speed varies from day to day. The sheets are research-only data: never commit them.
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from unmask_hf import UnmaskPipeline
+from unmask_hf.evaluation import real_contact_sheet
+from unmask_hf.faces import FaceDetector, align_face
+from unmask_hf.io import find_images, load_image
+from unmask_hf.viz import image_grid
+
+DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-masked-dev"
+
+
+def telea_ms(photo: np.ndarray) -> float:
+    """The reference: OpenCV Telea inpainting of the lower-middle sixth of the photo."""
+    h, w = photo.shape[:2]
+    mask = np.zeros((h, w), np.uint8)
+    mask[h // 2: 2 * h // 3, w // 3: 2 * w // 3] = 255
+    start = time.perf_counter()
+    cv2.inpaint(photo, mask, 3, cv2.INPAINT_TELEA)
+    return 1000 * (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", nargs="?", default=str(DEV), help=f"photos (default: {DEV})")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N photos (sorted by name)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", default=None, help="for --sheet: Hub id or folder (default: the embedded weights)")
+    parser.add_argument("--sheet", help="write a photo | what was removed | result contact sheet of the photos here")
+    parser.add_argument("--faces-sheet", help="write every face found (aligned crops, numbered by photo) here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    photos = find_images([args.folder])[: args.limit]
+    if not photos:
+        raise SystemExit(f"error: no photos in {args.folder}")
+    plain, detector = FaceDetector(retries=()), FaceDetector()
+    rows, crops, missed = [], [], []
+    for i, path in enumerate(photos):
+        photo = np.asarray(load_image(path))
+        start = time.perf_counter()
+        first = plain(photo)
+        plain_ms = 1000 * (time.perf_counter() - start)
+        start = time.perf_counter()
+        faces = detector(photo)
+        rows.append((bool(first), len(faces), plain_ms, 1000 * (time.perf_counter() - start), telea_ms(photo)))
+        if not faces:
+            missed.append(path.name)
+        for face in faces:
+            crop = Image.fromarray(align_face(photo, face.landmarks, 64).crop)
+            crops.append((crop, f"{i}" + ("" if first else "r")))
+
+    found_plain, counts, plain_ms, full_ms, ref_ms = (np.array(c) for c in zip(*rows))
+    n = len(photos)
+    print(f"{n} photos from {args.folder}\n")
+    print("| detector | photos with a face | faces found | median ms / photo | p95 ms | Telea reference, median ms |")
+    print("|---|---|---|---|---|---|")
+    print(f"| MTCNN, one pass | {found_plain.sum()} / {n} ({found_plain.mean():.1%}) | — | {np.median(plain_ms):.1f} | "
+          f"{np.percentile(plain_ms, 95):.1f} | {np.median(ref_ms):.1f} |")
+    print(f"| MTCNN + retries (faces.RETRIES) | {(counts > 0).sum()} / {n} ({(counts > 0).mean():.1%}) | {counts.sum()} | "
+          f"{np.median(full_ms):.1f} | {np.percentile(full_ms, 95):.1f} | {np.median(ref_ms):.1f} |")
+    retried = ~found_plain
+    if retried.any():
+        print(f"\nphotos that needed the retries: {retried.sum()}, found by them: {(counts[retried] > 0).sum()}; "
+              f"their median time {np.median(full_ms[retried]):.0f} ms")
+    print(f"photos with more than one face: {(counts > 1).sum()}")
+    print("no face found in: " + (", ".join(missed) or "none"))
+
+    if args.faces_sheet:  # numbered by photo; "r": found by a retry. Count the crops that are not faces.
+        per_row = 16
+        cells = [c for c, _ in crops]
+        grid = image_grid([cells[k:k + per_row] for k in range(0, len(cells), per_row)], cell=64)
+        Path(args.faces_sheet).parent.mkdir(parents=True, exist_ok=True)
+        grid.save(args.faces_sheet)
+        print(f"wrote {args.faces_sheet}: {len(cells)} faces, in photo order: " + " ".join(label for _, label in crops))
+    if args.sheet:
+        pipe = UnmaskPipeline.from_pretrained(args.model)
+        sheet, notes = real_contact_sheet(pipe, photos)
+        Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)
+        sheet.save(args.sheet)
+        print("\n".join(notes) + f"\nwrote {args.sheet} ({len(photos)} photos)")
+
+
+if __name__ == "__main__":
+    main()
