@@ -1,0 +1,109 @@
+"""Data-parallel training for real: 2 CPU processes (gloo) launched by `accelerate launch` with
+train/configs/accelerate_cpu_2proc.yaml, checked against 1-process runs on the same global batch."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from unmask_hf import UnmaskPipeline
+from unmask_hf.training.checkpoint import list_checkpoints
+
+from .test_train import ROOT, SMOKE, faces, vgg  # noqa: F401  (fixtures)
+
+TWO_PROC = str(ROOT / "train" / "configs" / "accelerate_cpu_2proc.yaml")
+AUDIT = ROOT / "tests" / "write_audit"
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> str:
+    """The smoke config without dropout: dropout noise is drawn per process, everything else per sample."""
+    values = yaml.safe_load(Path(SMOKE).read_text())
+    for name in ("map_model", "edit_model"):
+        values[name]["dropout"] = 0.0
+    path = tmp_path_factory.mktemp("config") / "smoke_no_dropout.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return str(path)
+
+
+def command(config: str, *args: str, processes: int) -> list[str]:
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", TWO_PROC] if processes == 2 else [sys.executable]
+    return [*launch, str(ROOT / "train" / "train.py"), "--config", config, *args]
+
+
+def environment(**extra: str) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", **extra}
+
+
+def run(config: str, *args: str, processes: int, check: bool = True, env: dict | None = None) -> str:
+    result = subprocess.run(command(config, *args, processes=processes), capture_output=True, text=True,
+                            env=env or environment(), timeout=300)
+    log = result.stdout + result.stderr
+    if check:
+        assert result.returncode == 0, log[-4000:]
+    return log
+
+
+def data_args(faces) -> list[str]:
+    folder, identities = faces
+    return ["--faces", str(folder), "--identities", str(identities), "--val-fraction", "0.2"]
+
+
+def weights(checkpoint: Path, name: str = "model.safetensors") -> dict[str, torch.Tensor]:
+    return load_file(checkpoint / name)
+
+
+def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_on_the_same_global_batch(tmp_path, faces, config):  # noqa: F811
+    """One map step on 2 processes × 4 samples: the ranks agree, and match 1 process × 8 samples to numerical noise
+    (but not 1 process × 4: each rank saw its own shard). Only rank 0 writes, each file once; the run ends cleanly."""
+    args = ["--stage", "map", *data_args(faces), "--max-steps", "1", "--sample-every", "1"]
+    out2 = tmp_path / "two"
+    audit = tmp_path / "audit"
+    env = environment(PYTHONPATH=os.pathsep.join([str(AUDIT), os.environ.get("PYTHONPATH", "")]),
+                      WRITE_AUDIT_ROOT=str(out2), WRITE_AUDIT_LOG=str(audit))
+    log = run(config, *args, "--batch-size", "4", "--output-dir", str(out2), processes=2, env=env)
+    assert "step 1: weights identical on all 2 processes" in log
+    assert log.count("done: 1 steps") == 1
+    run(config, *args, "--batch-size", "8", "--output-dir", str(tmp_path / "one"), processes=1)
+    run(config, *args, "--batch-size", "4", "--output-dir", str(tmp_path / "half"), processes=1)
+    two, one, half = (weights(tmp_path / d / "checkpoints" / "step_00000001") for d in ("two", "one", "half"))
+    init = UnmaskPipeline.from_pretrained(tmp_path / "one" / "pipeline", device="cpu")  # (loads: the card is whole)
+    assert init.info["steps"] == 1
+    noise, other_batch = max_difference(two, one), max_difference(two, half)
+    print(f"2 processes vs 1 on the same batch: {noise:.2g}; vs 1 on half the batch: {other_batch:.2g}")
+    assert noise < 1e-6 and other_batch > 1e-5, (noise, other_batch)
+
+    card = UnmaskPipeline.from_pretrained(out2 / "pipeline", device="cpu").info
+    assert card["processes"] == 2 and card["hardware"] == "2× CPU" and card["global_batch"] == 8
+    # each process saved its own RNG state; every other file was written by one process (rank 0), once
+    assert sorted(p.name for p in (out2 / "checkpoints" / "step_00000001").glob("random_states_*")) == [
+        "random_states_0.pkl", "random_states_1.pkl"]
+    writers: dict[str, set[str]] = {}
+    opened: Counter = Counter()
+    for pid_log in audit.glob("*.log"):
+        for path in pid_log.read_text().split():
+            writers.setdefault(path, set()).add(pid_log.stem)
+            opened[path] += 1
+    assert any("samples/step_00000001.png" in p for p in writers) and any(p.endswith("pipeline.json") for p in writers)
+    shared = {p: pids for p, pids in writers.items() if len(pids) > 1}
+    assert not shared, shared
+    rewritten = {p: n for p, n in opened.items() if n > 1 and "events.out.tfevents" not in p}  # TensorBoard appends
+    assert not rewritten, rewritten
+    assert len({pids.pop() for p, pids in writers.items() if ".write-test" not in p}) == 1  # all by one process
