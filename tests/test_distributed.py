@@ -150,3 +150,85 @@ def test_edit_stage_resumes_across_world_sizes(tmp_path, faces, vgg, config):  #
         noise = max_difference(final, edit_state(tmp_path / resumed / "checkpoints" / "step_00000006"))
         print(f"edit stage, resumed across world sizes ({resumed}): {noise:.2g}")
         assert noise < 1e-6, (resumed, noise)
+
+
+@pytest.mark.slow
+def test_joint_stage_at_two_processes_matches_one(tmp_path, faces, vgg, config):  # noqa: F811
+    """Joint stage (the editor on the map module's own maps, discriminators on): 2 processes = 1 process."""
+    from unmask_hf.models import EditGenerator, MapGenerator
+
+    cfg = yaml.safe_load(Path(config).read_text())
+    torch.manual_seed(0)
+    start = tmp_path / "start"
+    UnmaskPipeline(MapGenerator(image_size=32, **cfg["map_model"]), EditGenerator(image_size=32, **cfg["edit_model"]),
+                   device="cpu").save_pretrained(start)
+    args = ["--stage", "joint", *data_args(faces), "--init", str(start), "--perceptual-weights", vgg,
+            "--adv-start-step", "0", "--ema-decay", "0.5", "--global-batch-size", "8", "--max-steps", "2"]
+    log = run(config, *args, "--output-dir", str(tmp_path / "two"), processes=2)
+    assert "step 2: weights identical on all 2 processes" in log
+    run(config, *args, "--output-dir", str(tmp_path / "one"), processes=1)
+    two, one = (edit_state(tmp_path / d / "checkpoints" / "step_00000002") for d in ("two", "one"))
+    noise = max_difference(two, one)
+    print(f"joint stage, 2 processes vs 1: {noise:.2g}")
+    assert noise < 1e-6
+    start_editor = UnmaskPipeline.from_pretrained(start, device="cpu").edit_generator.state_dict()
+    assert max_difference(weights(tmp_path / "two" / "checkpoints" / "step_00000002"), start_editor) > 1e-5  # it trained
+
+
+@pytest.mark.slow
+def test_bad_launches_fail_before_training(tmp_path, faces, config):  # noqa: F811
+    """A global batch that 2 processes cannot share, and a launch that asked for 2 processes but started 1
+    (accelerate's `--cpu --num_processes 2`): clear errors, no training step."""
+    args = ["--stage", "map", *data_args(faces), "--output-dir", str(tmp_path / "out")]
+    result = subprocess.run(command(config, *args, "--global-batch-size", "5", processes=2), capture_output=True,
+                            text=True, env=environment(), timeout=300)
+    assert result.returncode != 0
+    assert "global_batch_size 5 does not divide over 2 processes" in result.stderr and "multiple of 2" in result.stderr
+    one_started = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+                                  str(ROOT / "train" / "train.py"), "--config", config, *args], capture_output=True,
+                                 text=True, env=environment(), timeout=300)
+    assert one_started.returncode != 0 and "asked for several processes" in one_started.stderr
+    assert "accelerate_cpu_2proc.yaml" in one_started.stderr
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_resume_with_another_config_is_refused(tmp_path, faces, config):  # noqa: F811
+    args = ["--stage", "map", *data_args(faces), "--max-steps", "1", "--output-dir", str(tmp_path / "out")]
+    run(config, *args, processes=1)
+    other = yaml.safe_load(Path(config).read_text())
+    other["map_model"]["base_channels"] = 8
+    other_path = tmp_path / "other.yaml"
+    other_path.write_text(yaml.safe_dump(other))
+    log = run(str(other_path), *args, "--resume", processes=1, check=False)
+    assert "cannot resume: the checkpoint was made with another config; map_model" in log
+    log = run(config, *args, "--resume", "--seed", "3", processes=1, check=False)
+    assert "seed: checkpoint 0, now 3" in log
+
+
+@pytest.mark.slow
+def test_a_dying_rank_stops_the_job(tmp_path, faces, config):  # noqa: F811
+    """SIGKILL rank 1 mid-run: the launcher stops rank 0 and names the dead rank, well before any timeout."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen(command(config, "--stage", "map", *data_args(faces), "--max-steps", "100000",
+                                    "--checkpoint-every", "100000", "--output-dir", str(out), processes=2),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment())
+    try:
+        deadline = time.monotonic() + 180
+        while not (out / "samples").is_dir():  # training is under way on both ranks (samples every 2 steps)
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended or never started"
+            time.sleep(0.2)
+        ranks = {int(p.environ().get("RANK", -1)): p for p in psutil.Process(proc.pid).children(recursive=True)
+                 if "train.py" in " ".join(p.cmdline())}
+        ranks[1].send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        log, _ = proc.communicate(timeout=120)
+        stopped_after = time.monotonic() - killed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert not ranks[0].is_running()
+    assert re.search(r"rank\s*:\s*1 \(local_rank: 1\)", log) and "Signal 9 (SIGKILL)" in log, log[-3000:]
+    print(f"rank 0 stopped {stopped_after:.1f} s after rank 1 was killed")
+    assert stopped_after < 60
