@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from itertools import islice
 from pathlib import Path
 
 import psutil
@@ -18,8 +19,11 @@ import yaml
 from safetensors.torch import load_file
 
 from unmask_hf import UnmaskPipeline
+from unmask_hf.dataset import load_masked_faces
 from unmask_hf.training.checkpoint import list_checkpoints
+from unmask_hf.training.data import PairedFaces, StreamedFaces
 
+from .test_hub import built_dataset  # noqa: F401  (fixture)
 from .test_train import ROOT, SMOKE, faces, vgg  # noqa: F401  (fixtures)
 
 TWO_PROC = str(ROOT / "train" / "configs" / "accelerate_cpu_2proc.yaml")
@@ -232,3 +236,37 @@ def test_a_dying_rank_stops_the_job(tmp_path, faces, config):  # noqa: F811
     assert re.search(r"rank\s*:\s*1 \(local_rank: 1\)", log) and "Signal 9 (SIGKILL)" in log, log[-3000:]
     print(f"rank 0 stopped {stopped_after:.1f} s after rank 1 was killed")
     assert stopped_after < 60
+
+
+# ---------------------------------------------------------------- streaming: a built dataset read as a stream
+
+def test_streamed_shares_are_disjoint_and_resume_where_they_stopped(built_dataset):
+    """Each rank streams its own rows; a share restarted at a sample count continues the same sequence."""
+    stream = load_masked_faces(str(built_dataset), "train", streaming=True)
+    pairs = PairedFaces([], 32, seed=0)  # no augmentation: a sample's image tells which row it came from
+
+    def take(rank: int, start: int, count: int) -> list[bytes]:
+        share = StreamedFaces(stream, pairs, batch_size=2, start=start, rank=rank, world=2)
+        return [sample["image"].numpy().tobytes() for sample in islice(share, count)]
+
+    rows = {PairedFaces(load_masked_faces(str(built_dataset), "train"), 32)[i]["image"].numpy().tobytes()
+            for i in range(9)}
+    first, second = take(0, 0, 8), take(1, 0, 4)
+    assert set(first) <= rows and set(second) <= rows
+    assert not set(first[:4]) & set(second)  # the first epoch: no row on both ranks
+    assert take(0, 8, 4) == first[4:]  # 2 processes × 2 batches × 2 samples consumed, across the epoch's end
+
+
+@pytest.mark.slow
+def test_streaming_from_the_hub_at_one_and_two_processes(hub, built_dataset, tmp_path, config):  # noqa: F811
+    hub.commit("org/masked-faces", built_dataset, repo_type="dataset")
+    args = ["--stage", "map", "--dataset", "org/masked-faces", "--streaming", "--max-steps", "2"]
+    for processes in (1, 2):
+        out = tmp_path / f"p{processes}"
+        log = run(config, *args, "--output-dir", str(out), processes=processes)
+        assert (processes == 1) != ("step 2: weights identical on all 2 processes" in log)
+        card = UnmaskPipeline.from_pretrained(out / "pipeline", device="cpu").info
+        assert card["processes"] == processes and card["data"] == "org/masked-faces (train split, streamed)"
+        assert card["validation"]["iou"] >= 0  # validation rows were streamed too
+    cached = [p.name for p in Path(os.environ["HF_HOME"]).rglob("*") if p.suffix in (".parquet", ".arrow")]
+    assert not cached, cached  # streamed: no shard was downloaded whole, no Arrow copy was made

@@ -40,7 +40,7 @@ from unmask_hf.metrics import image_metrics, mask_metrics
 from unmask_hf.models import EditGenerator, MapGenerator, MaskRegionDiscriminator, WholeDiscriminator, composite
 from unmask_hf.training.checkpoint import list_checkpoints, resume_from, save_checkpoint
 from unmask_hf.training.config import STAGES, TrainConfig
-from unmask_hf.training.data import PairedFaces, StreamSampler, to_model_inputs
+from unmask_hf.training.data import PairedFaces, StreamedFaces, StreamSampler, to_model_inputs
 from unmask_hf.training.distributed import check_processes, check_replicas, use_cpu_processes
 from unmask_hf.training.sources import open_sources
 from unmask_hf.viz import image_grid
@@ -61,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data = p.add_mutually_exclusive_group(required=True)
     data.add_argument("--dataset", help="built masked-face dataset: Hub id or local folder (train/build_dataset.py)")
     data.add_argument("--faces", help="folder of plain face images: masks are rendered on the fly")
+    p.add_argument("--streaming", action="store_true", help="with --dataset: stream it (datasets streaming) instead of downloading it first")
     p.add_argument("--identities", help="with --faces: CSV file,identity for identity-disjoint validation")
     p.add_argument("--val-fraction", type=float, default=BuildConfig.val_fraction, help="with --faces: share of faces held out for validation (by identity)")
     p.add_argument("--output-dir", required=True)
@@ -73,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, kind in OVERRIDES:
         p.add_argument(f"--{name}", type=kind, default=None, help="override the config value")
     args = p.parse_args(argv)
+    if args.streaming and not args.dataset:
+        p.error("--streaming reads a built dataset: give --dataset DIR_OR_ID")
     if args.init_revision and not args.init:
         p.error("--init-revision pins a Hub model: give --init org/name too")
     return args
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # ---- everything that can fail fails here, before the first step
     try:
-        train_source, val_source, data_info = open_sources(args)
+        train_source, val_source, data_info = open_sources(args, cfg.val_samples)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     perceptual = None
@@ -205,6 +208,9 @@ def main(argv: list[str] | None = None) -> None:
             problems.insert(0, f"stage: checkpoint {saved['stage']!r}, now {args.stage!r}")
         if problems:
             raise ValueError("the checkpoint was made with another config; " + "; ".join(problems))
+        if args.streaming and saved.get("processes", accelerator.num_processes) != accelerator.num_processes:
+            accelerator.print(f"warning: streaming, resumed on {accelerator.num_processes} processes from "
+                              f"{saved['processes']}: the stream's position is approximate (rows may repeat)")
 
     if args.resume:
         try:
@@ -220,8 +226,11 @@ def main(argv: list[str] | None = None) -> None:
     # ---- data: one endless, resumable stream of samples, dealt out to the processes
     train_set = PairedFaces(train_source, cfg.image_size, cfg.seed, augment=True, hflip=cfg.hflip,
                             color_jitter=cfg.color_jitter, no_mask_fraction=cfg.no_mask_fraction)
-    sampler = StreamSampler(len(train_set), cfg.seed, start=state.samples,
-                            rank=accelerator.process_index, world=accelerator.num_processes)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if args.streaming:
+        train_set, sampler = StreamedFaces(train_source, train_set, batch_size, state.samples, rank, world), None
+    else:
+        sampler = StreamSampler(len(train_set), cfg.seed, start=state.samples, rank=rank, world=world)
     loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, num_workers=cfg.num_workers,
                         pin_memory=accelerator.device.type == "cuda", drop_last=True,
                         persistent_workers=cfg.num_workers > 0, prefetch_factor=4 if cfg.num_workers > 0 else None,
