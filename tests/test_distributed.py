@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from unmask_hf import UnmaskPipeline
 from unmask_hf.dataset import load_masked_faces
 from unmask_hf.training.checkpoint import list_checkpoints
+from unmask_hf.training.config import TrainConfig
 from unmask_hf.training.data import PairedFaces, StreamedFaces
 
 from .test_hub import built_dataset  # noqa: F401  (fixture)
@@ -43,6 +44,14 @@ def config(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("config") / "smoke_no_dropout.yaml"
     path.write_text(yaml.safe_dump(values))
     return str(path)
+
+
+def test_global_batch_is_split_over_processes_and_accumulation():
+    cfg = TrainConfig(global_batch_size=24, grad_accum=3)
+    assert cfg.per_device_batch(1) == 8 and cfg.per_device_batch(2) == 4 and cfg.per_device_batch(8) == 1
+    with pytest.raises(ValueError, match="does not divide over 3 processes x grad_accum 3: use a multiple of 9"):
+        cfg.per_device_batch(3)
+    assert TrainConfig(batch_size=5).per_device_batch(4) == 5  # without it, batch_size is per process
 
 
 def command(config: str, *args: str, processes: int) -> list[str]:

@@ -48,10 +48,9 @@ from unmask_hf.viz import image_grid
 
 # Config values that can also be set from the command line (flag name, type).
 OVERRIDES = [("max-steps", int), ("max-minutes", float), ("batch-size", int), ("global-batch-size", int),
-             ("grad-accum", int), ("lr-g", float),
-             ("lr-d", float), ("mixed-precision", str), ("num-workers", int), ("seed", int), ("log-every", int),
-             ("sample-every", int), ("val-every", int), ("val-samples", int), ("checkpoint-every", int),
-             ("ema-decay", float), ("adv-start-step", int), ("no-mask-fraction", float)]
+             ("grad-accum", int), ("lr-g", float), ("lr-d", float), ("mixed-precision", str), ("num-workers", int),
+             ("seed", int), ("log-every", int), ("sample-every", int), ("val-every", int), ("val-samples", int),
+             ("checkpoint-every", int), ("ema-decay", float), ("adv-start-step", int), ("no-mask-fraction", float)]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -311,7 +310,6 @@ def main(argv: list[str] | None = None) -> None:
         return max(state.step / cfg.max_steps, state.elapsed / (60 * cfg.max_minutes) if cfg.max_minutes > 0 else 0.0)
 
     replicated = [trained] + ([whole_d, region_d] if args.stage != "map" else []) + ([ema.model] if ema is not None else [])
-
     last_saved = state.step if args.resume else -1  # the newest checkpoint's step: the final one is not saved twice
 
     def checkpoint() -> None:
