@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # ---- everything that can fail fails here, before the first step
     try:
-        train_source, val_source, data_info = open_sources(args, cfg.val_samples)
+        train_source, val_source, data_info = open_sources(args, args.streaming, cfg.val_samples)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     perceptual = None
