@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from torch.utils.data import DataLoader
 
 from unmask_hf import UnmaskPipeline
 from unmask_hf.dataset import load_masked_faces
@@ -264,6 +265,15 @@ def test_streamed_shares_are_disjoint_and_resume_where_they_stopped(built_datase
     assert set(first) <= rows and set(second) <= rows
     assert not set(first[:4]) & set(second)  # the first epoch: no row on both ranks
     assert take(0, 8, 4) == first[4:]  # 2 processes × 2 batches × 2 samples consumed, across the epoch's end
+
+    def load(start: int, count: int) -> list[bytes]:  # 1 process, 2 DataLoader workers taking turns
+        share = StreamedFaces(stream, pairs, batch_size=2, start=start)
+        batches = DataLoader(share, batch_size=2, num_workers=2, multiprocessing_context="fork")
+        return [image.numpy().tobytes() for batch in islice(batches, count // 2) for image in batch["image"]]
+
+    both = load(0, 6)  # worker 0 streams shards 0 and 2 (6 rows), worker 1 shard 1 (3 rows): 4 + 2 samples
+    assert len(set(both)) == 6 and set(both) <= rows  # the workers split the rows, none read twice
+    assert load(4, 2) == both[4:]
 
 
 @pytest.mark.slow

@@ -120,11 +120,12 @@ class StreamSampler(Sampler[int]):
 class StreamedFaces(IterableDataset):
     """Endless training samples from a streaming dataset (`datasets.IterableDataset`): this process's share.
 
-    The stream is shuffled through a buffer (reshuffled each epoch), split by rank and again by DataLoader
-    worker (`split_dataset_by_node`: whole shards when they divide evenly, else every n-th row). `start` is
-    the number of samples all processes had consumed: each worker skips the rows it had already yielded, so
-    a resume with the same number of processes and workers sees no row twice in an epoch (the next few
-    batches may come in another order); with other numbers the position is only approximate.
+    The stream is shuffled through a buffer (reshuffled each epoch) and split by rank (`split_dataset_by_node`:
+    whole shards when they divide evenly, else every n-th row); inside DataLoader workers `datasets` gives each
+    worker whole shards (shard i to worker i mod W; workers beyond the shard count get none and stop). `start` is
+    the number of samples all processes had consumed: each worker skips the rows it had already yielded, so a
+    resume with the same numbers of processes and workers continues each worker's rows (the next few batches may
+    come in another order); with other numbers the position is only approximate.
     """
 
     def __init__(self, stream: datasets.IterableDataset, pairs: PairedFaces, batch_size: int, start: int = 0,
@@ -135,16 +136,17 @@ class StreamedFaces(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        part = split_dataset_by_node(self.stream, worker, workers) if workers > 1 else self.stream
-        # The DataLoader takes batches from its workers in turn, starting with worker 0.
+        worker, workers = (info.id, min(info.num_workers, self.stream.num_shards)) if info is not None else (0, 1)
+        if worker >= workers:
+            return  # no shard for this worker
+        # The DataLoader takes batches from its (working) workers in turn, starting with worker 0.
         done = (self.batches // workers + (worker < self.batches % workers)) * self.batch_size
         node, nodes = self.rank * workers + worker, self.world * workers
         epoch, count = 0, 0  # rows this worker has read, over all epochs
         while True:
-            part.set_epoch(epoch)
+            self.stream.set_epoch(epoch)
             before = count
-            for row in part:
+            for row in self.stream:
                 count += 1
                 if count > done:  # a sample's randomness follows its (worker, position): unique and resumable
                     yield self.pairs.prepare(row, np.random.default_rng([self.pairs.seed, node + nodes * count]), count)
