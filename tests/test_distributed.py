@@ -168,7 +168,8 @@ def test_edit_stage_resumes_across_world_sizes(tmp_path, faces, vgg, config):  #
 
 @pytest.mark.slow
 def test_joint_stage_at_two_processes_matches_one(tmp_path, faces, vgg, config):  # noqa: F811
-    """Joint stage (the editor on the map module's own maps, discriminators on): 2 processes = 1 process."""
+    """Joint stage (the editor on the map module's own maps, discriminators on), 2 accumulation steps per update
+    (DDP's no_sync on the first): 2 processes = 1 process on the same global batch."""
     from unmask_hf.models import EditGenerator, MapGenerator
 
     cfg = yaml.safe_load(Path(config).read_text())
@@ -177,7 +178,7 @@ def test_joint_stage_at_two_processes_matches_one(tmp_path, faces, vgg, config):
     UnmaskPipeline(MapGenerator(image_size=32, **cfg["map_model"]), EditGenerator(image_size=32, **cfg["edit_model"]),
                    device="cpu").save_pretrained(start)
     args = ["--stage", "joint", *data_args(faces), "--init", str(start), "--perceptual-weights", vgg,
-            "--adv-start-step", "0", "--ema-decay", "0.5", "--global-batch-size", "8", "--max-steps", "2"]
+            "--adv-start-step", "0", "--ema-decay", "0.5", "--global-batch-size", "8", "--grad-accum", "2", "--max-steps", "2"]
     log = run(config, *args, "--output-dir", str(tmp_path / "two"), processes=2)
     assert "step 2: weights identical on all 2 processes" in log
     run(config, *args, "--output-dir", str(tmp_path / "one"), processes=1)
