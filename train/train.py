@@ -40,16 +40,17 @@ from unmask_hf.metrics import image_metrics, mask_metrics
 from unmask_hf.models import EditGenerator, MapGenerator, MaskRegionDiscriminator, WholeDiscriminator, composite
 from unmask_hf.training.checkpoint import list_checkpoints, resume_from, save_checkpoint
 from unmask_hf.training.config import STAGES, TrainConfig
-from unmask_hf.training.data import PairedFaces, StreamSampler, to_model_inputs
+from unmask_hf.training.data import PairedFaces, StreamedFaces, StreamSampler, to_model_inputs
+from unmask_hf.training.distributed import check_processes, check_replicas, use_cpu_processes
 from unmask_hf.training.sources import open_sources
 from unmask_hf.viz import image_grid
 
 
 # Config values that can also be set from the command line (flag name, type).
-OVERRIDES = [("max-steps", int), ("max-minutes", float), ("batch-size", int), ("grad-accum", int), ("lr-g", float),
-             ("lr-d", float), ("mixed-precision", str), ("num-workers", int), ("seed", int), ("log-every", int),
-             ("sample-every", int), ("val-every", int), ("val-samples", int), ("checkpoint-every", int),
-             ("ema-decay", float), ("adv-start-step", int), ("no-mask-fraction", float)]
+OVERRIDES = [("max-steps", int), ("max-minutes", float), ("batch-size", int), ("global-batch-size", int),
+             ("grad-accum", int), ("lr-g", float), ("lr-d", float), ("mixed-precision", str), ("num-workers", int),
+             ("seed", int), ("log-every", int), ("sample-every", int), ("val-every", int), ("val-samples", int),
+             ("checkpoint-every", int), ("ema-decay", float), ("adv-start-step", int), ("no-mask-fraction", float)]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,6 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data = p.add_mutually_exclusive_group(required=True)
     data.add_argument("--dataset", help="built masked-face dataset: Hub id or local folder (train/build_dataset.py)")
     data.add_argument("--faces", help="folder of plain face images: masks are rendered on the fly")
+    p.add_argument("--streaming", action="store_true", help="with --dataset: stream it (datasets streaming) instead of downloading it first")
     p.add_argument("--identities", help="with --faces: CSV file,identity for identity-disjoint validation")
     p.add_argument("--val-fraction", type=float, default=BuildConfig.val_fraction, help="with --faces: share of faces held out for validation (by identity)")
     p.add_argument("--output-dir", required=True)
@@ -71,6 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, kind in OVERRIDES:
         p.add_argument(f"--{name}", type=kind, default=None, help="override the config value")
     args = p.parse_args(argv)
+    if args.streaming and not args.dataset:
+        p.error("--streaming reads a built dataset: give --dataset DIR_OR_ID")
     if args.init_revision and not args.init:
         p.error("--init-revision pins a Hub model: give --init org/name too")
     return args
@@ -81,12 +85,14 @@ class TrainState:
 
     def __init__(self):
         self.step, self.elapsed, self.best = 0, 0.0, -math.inf
+        self.samples = -1  # position in the sample stream (all processes together); -1: not recorded (old checkpoint)
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "elapsed": self.elapsed, "best": self.best}
+        return {"step": self.step, "elapsed": self.elapsed, "best": self.best, "samples": self.samples}
 
     def load_state_dict(self, state: dict) -> None:
         self.step, self.elapsed, self.best = int(state["step"]), float(state["elapsed"]), float(state["best"])
+        self.samples = int(state.get("samples", -1))
 
 
 class EMA(torch.nn.Module):
@@ -116,7 +122,7 @@ def lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:
 def check_writable(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
+        probe = folder / f".write-test-{os.getpid()}"  # one per process: ranks probe at the same time
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
@@ -145,16 +151,21 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {e}")
     out = Path(args.output_dir)
     check_writable(out)
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
-                              log_with="tensorboard", project_dir=str(out))
-    set_seed(cfg.seed)
+    accelerator = Accelerator(cpu=use_cpu_processes(), mixed_precision=cfg.mixed_precision,
+                              gradient_accumulation_steps=cfg.grad_accum, log_with="tensorboard", project_dir=str(out))
+    try:
+        check_processes(accelerator)
+        batch_size = cfg.per_device_batch(accelerator.num_processes)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    set_seed(cfg.seed, device_specific=True)  # seed + rank: each process draws its own dropout noise
     main_proc = accelerator.is_main_process
     torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
     # ---- everything that can fail fails here, before the first step
     try:
-        train_source, val_source, data_info = open_sources(args)
+        train_source, val_source, data_info = open_sources(args, args.streaming, cfg.val_samples)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     perceptual = None
@@ -187,17 +198,39 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.register_for_checkpointing(ema)
 
     ckpt_root = out / "checkpoints"
-    if args.resume:
-        loaded = resume_from(accelerator, args.resume, ckpt_root)
-        accelerator.print(f"resumed from {loaded} at step {state.step}" if loaded else "no checkpoint to resume from: starting fresh")
+    per_step = batch_size * cfg.grad_accum * accelerator.num_processes  # samples per optimiser step, all processes
+    run_info = {"stage": args.stage, "config": cfg.to_dict(), "processes": accelerator.num_processes}
 
-    # ---- data: one endless, resumable stream of samples per process
-    per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
+    def check_resume(saved: dict) -> None:
+        problems = cfg.resume_conflicts(saved.get("config", {}))
+        if saved.get("stage", args.stage) != args.stage:
+            problems.insert(0, f"stage: checkpoint {saved['stage']!r}, now {args.stage!r}")
+        if problems:
+            raise ValueError("the checkpoint was made with another config; " + "; ".join(problems))
+        if args.streaming and saved.get("processes", accelerator.num_processes) != accelerator.num_processes:
+            accelerator.print(f"warning: streaming, resumed on {accelerator.num_processes} processes from "
+                              f"{saved['processes']}: the stream's position is approximate (rows may repeat)")
+
+    if args.resume:
+        try:
+            loaded = resume_from(accelerator, args.resume, ckpt_root, check=check_resume)
+        except ValueError as e:
+            sys.exit(f"error: cannot resume: {e}")
+        if state.samples < 0:  # checkpoint from before the position was recorded: same world size assumed
+            state.samples = state.step * per_step
+        accelerator.print(f"resumed from {loaded} at step {state.step}, sample {state.samples}" if loaded
+                          else "no checkpoint to resume from: starting fresh")
+    state.samples = max(state.samples, 0)
+
+    # ---- data: one endless, resumable stream of samples, dealt out to the processes
     train_set = PairedFaces(train_source, cfg.image_size, cfg.seed, augment=True, hflip=cfg.hflip,
                             color_jitter=cfg.color_jitter, no_mask_fraction=cfg.no_mask_fraction)
-    sampler = StreamSampler(len(train_set), cfg.seed, start=state.step * per_step,
-                            rank=accelerator.process_index, world=accelerator.num_processes)
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if args.streaming:
+        train_set, sampler = StreamedFaces(train_source, train_set, batch_size, state.samples, rank, world), None
+    else:
+        sampler = StreamSampler(len(train_set), cfg.seed, start=state.samples, rank=rank, world=world)
+    loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, num_workers=cfg.num_workers,
                         pin_memory=accelerator.device.type == "cuda", drop_last=True,
                         persistent_workers=cfg.num_workers > 0, prefetch_factor=4 if cfg.num_workers > 0 else None,
                         generator=torch.Generator().manual_seed(cfg.seed))  # keeps the global RNG (dropout) resumable
@@ -224,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         pipe = eval_pipeline()
         pipe.info = {**info, "steps": state.step, "training_minutes": round(state.elapsed / 60, 1),
                      "hardware": f"{accelerator.num_processes}× {torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}",
+                     "processes": accelerator.num_processes, "global_batch": per_step,
                      "validation": metrics or {}}
         pipe.save_pretrained(folder, dtype=torch.float16 if args.save_dtype == "fp16" else None)
         trained.train()
@@ -274,6 +308,20 @@ def main(argv: list[str] | None = None) -> None:
     def progress() -> float:
         """Fraction of the run's budget used: steps, or wall-clock minutes when `max_minutes` is set."""
         return max(state.step / cfg.max_steps, state.elapsed / (60 * cfg.max_minutes) if cfg.max_minutes > 0 else 0.0)
+
+    replicated = [trained] + ([whole_d, region_d] if args.stage != "map" else []) + ([ema.model] if ema is not None else [])
+    last_saved = state.step if args.resume else -1  # the newest checkpoint's step: the final one is not saved twice
+
+    def checkpoint() -> None:
+        """Save the training state, after checking that every process holds the same weights."""
+        nonlocal last_saved
+        if last_saved == state.step:
+            return
+        last_saved = state.step
+        digest = check_replicas(accelerator, replicated)
+        if accelerator.num_processes > 1:
+            accelerator.print(f"step {state.step}: weights identical on all {accelerator.num_processes} processes ({digest})")
+        save_checkpoint(accelerator, ckpt_root, state.step, cfg.keep_checkpoints, run_info)
 
     bar = tqdm(total=cfg.max_steps, initial=state.step, desc=f"train {args.stage}", disable=not main_proc, dynamic_ncols=True)
     trained_p.train()
@@ -326,16 +374,19 @@ def main(argv: list[str] | None = None) -> None:
         seen += image.shape[0] * accelerator.num_processes
         if not accelerator.sync_gradients:
             continue
-        for name, value in terms.items():  # NaN/inf stops the run, naming the term; the last checkpoint stays
-            if not torch.isfinite(value.detach()).all():
-                last = next(iter(list_checkpoints(ckpt_root)), "none")
-                accelerator.print(f"error: loss term '{name}' is {value.item()} at step {state.step}; stopping. "
-                                  f"Last good checkpoint: {last}")
-                accelerator.end_training()
-                sys.exit(3)
+        # NaN/inf on any process stops all of them, naming the term; the last checkpoint stays
+        bad = [name for name, value in terms.items() if not torch.isfinite(value.detach()).all()]
+        if accelerator.reduce(torch.tensor([float(bool(bad))], device=accelerator.device), "max").item() > 0:
+            last = next(iter(list_checkpoints(ckpt_root)), "none")
+            for name in bad:
+                print(f"error: loss term '{name}' is {terms[name].item()} at step {state.step} "
+                      f"(process {accelerator.process_index}); stopping. Last good checkpoint: {last}", flush=True)
+            accelerator.end_training()
+            sys.exit(3)
         if ema is not None:
             ema.update(trained)
         state.step += 1
+        state.samples += per_step
         now = time.perf_counter()
         state.elapsed += now - clock
         clock = now
@@ -343,6 +394,8 @@ def main(argv: list[str] | None = None) -> None:
         for name, value in terms.items():
             logs[name] = logs.get(name, 0.0) + value.detach().float().item() / cfg.log_every
         if state.step % cfg.log_every == 0:
+            means = accelerator.reduce(torch.tensor(list(logs.values()), device=accelerator.device), "mean")
+            logs = dict(zip(logs, means.tolist()))  # the losses of all processes, not only the main one's
             logs.update(lr_g=opt_g.param_groups[0]["lr"], images_per_second=seen / (now - window_start))
             accelerator.log(logs, step=state.step)
             bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("map", "total", "d_whole", "images_per_second")})
@@ -360,14 +413,14 @@ def main(argv: list[str] | None = None) -> None:
                 bar.write(f"step {state.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
             accelerator.wait_for_everyone()
         if state.step % cfg.checkpoint_every == 0:
-            save_checkpoint(accelerator, ckpt_root, state.step, cfg.keep_checkpoints)
+            checkpoint()
         clock = time.perf_counter()  # validation, samples and checkpoints don't count as training time
         done = torch.tensor(float(progress() >= 1.0), device=accelerator.device)
         if accelerator.reduce(done, "max").item() > 0:
             break
 
     bar.close()
-    save_checkpoint(accelerator, ckpt_root, state.step, cfg.keep_checkpoints)
+    checkpoint()
     if main_proc:
         metrics = validate() if val_set is not None else {}
         save_pipeline(out / "pipeline", metrics)

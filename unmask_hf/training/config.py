@@ -8,6 +8,12 @@ import yaml
 from ..losses import EditLossWeights
 
 STAGES = ("map", "edit", "joint")
+RESUME_FIXED = ("image_size", "map_model", "edit_model", "whole_discriminator", "region_discriminator", "ema_decay",
+                "seed", "betas")
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 @dataclass
@@ -24,6 +30,7 @@ class TrainConfig:
 
     batch_size: int = 32  # per device, per step
     grad_accum: int = 1
+    global_batch_size: int = 0  # > 0: samples per optimiser step over all processes; sets batch_size (see per_device_batch)
     max_steps: int = 10_000
     max_minutes: float = 0.0  # > 0: also stop (and finish the LR schedule) when this wall-clock budget is used
     lr_g: float = 2e-4
@@ -60,6 +67,23 @@ class TrainConfig:
             raise ValueError(f"no_mask_fraction must be in [0, 1), got {self.no_mask_fraction}")
         self.betas = tuple(self.betas)
         EditLossWeights(**self.loss_weights)  # unknown loss names fail here, not mid-run
+
+    def per_device_batch(self, processes: int) -> int:
+        """The batch each process takes per forward pass: `global_batch_size` split over processes and
+        accumulation steps (it must divide evenly), else `batch_size` as given."""
+        if self.global_batch_size <= 0:
+            return self.batch_size
+        share = processes * self.grad_accum
+        if self.global_batch_size % share:
+            raise ValueError(f"global_batch_size {self.global_batch_size} does not divide over {processes} processes "
+                             f"x grad_accum {self.grad_accum}: use a multiple of {share}")
+        return self.global_batch_size // share
+
+    def resume_conflicts(self, saved: dict) -> list[str]:
+        """The settings of a checkpoint's config (`saved`, from `to_dict`) that a resumed run may not change:
+        those that shape the models, optimisers and sample stream. Batch, LR, length and logging may change."""
+        return [f"{k}: checkpoint {saved[k]!r}, now {getattr(self, k)!r}" for k in RESUME_FIXED
+                if k in saved and _plain(saved[k]) != _plain(getattr(self, k))]
 
     @property
     def edit_loss_weights(self) -> EditLossWeights:

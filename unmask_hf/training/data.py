@@ -8,10 +8,12 @@ workers, and a resumed run sees exactly the samples an uninterrupted one would h
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
+from datasets.distributed import split_dataset_by_node
 from PIL import Image
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
 
 from ..io import load_image
 from ..synth import make_sample
@@ -56,11 +58,7 @@ class PairedFaces(Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def _pair(self, item: int, rng: np.random.Generator) -> tuple[Image.Image, Image.Image, Image.Image]:
-        if self.render:
-            sample = make_sample(np.asarray(load_image(self.source[item])), int(rng.integers(2**31)), self.image_size)
-        else:
-            sample = self.source[item]
+    def _pair(self, sample: dict, item: int) -> tuple[Image.Image, Image.Image, Image.Image]:
         size = (self.image_size, self.image_size)
         image, masked = (sample[k].convert("RGB") for k in ("image", "masked"))
         mask = sample["mask"].convert("L")
@@ -73,7 +71,16 @@ class PairedFaces(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index])
-        image, masked, mask = self._pair(index % len(self.source), rng)
+        item = index % len(self.source)
+        if self.render:
+            sample = make_sample(np.asarray(load_image(self.source[item])), int(rng.integers(2**31)), self.image_size)
+        else:
+            sample = self.source[item]
+        return self.prepare(sample, rng, item)
+
+    def prepare(self, sample: dict, rng: np.random.Generator, item: int) -> dict[str, torch.Tensor]:
+        """One sample (`image`, `masked`, `mask` images) as uint8 tensors at `image_size`, augmented from `rng`."""
+        image, masked, mask = self._pair(sample, item)
         image, masked, mask = np.array(image), np.array(masked), np.array(mask) > 127
         if self.no_mask_fraction > 0 and rng.random() < self.no_mask_fraction:  # the bare face, nothing to remove
             masked, mask = image, np.zeros_like(mask)
@@ -108,6 +115,44 @@ class StreamSampler(Sampler[int]):
                 perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
             yield epoch * self.n + int(perm[position % self.n])
             position += self.world
+
+
+class StreamedFaces(IterableDataset):
+    """Endless training samples from a streaming dataset (`datasets.IterableDataset`): this process's share.
+
+    The stream is shuffled through a buffer (reshuffled each epoch) and split by rank (`split_dataset_by_node`:
+    whole shards when they divide evenly, else every n-th row); inside DataLoader workers `datasets` gives each
+    worker whole shards (shard i to worker i mod W; workers beyond the shard count get none and stop). `start` is
+    the number of samples all processes had consumed: each worker skips the rows it had already yielded, so a
+    resume with the same numbers of processes and workers continues each worker's rows (the next few batches may
+    come in another order); with other numbers the position is only approximate.
+    """
+
+    def __init__(self, stream: datasets.IterableDataset, pairs: PairedFaces, batch_size: int, start: int = 0,
+                 rank: int = 0, world: int = 1, buffer_size: int = 1000):
+        self.stream = split_dataset_by_node(stream.shuffle(seed=pairs.seed, buffer_size=buffer_size), rank, world)
+        self.pairs, self.batch_size, self.rank, self.world = pairs, batch_size, rank, world
+        self.batches = start // (world * batch_size)  # batches this process had taken
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = get_worker_info()
+        worker, workers = (info.id, min(info.num_workers, self.stream.num_shards)) if info is not None else (0, 1)
+        if worker >= workers:
+            return  # no shard for this worker
+        # The DataLoader takes batches from its (working) workers in turn, starting with worker 0.
+        done = (self.batches // workers + (worker < self.batches % workers)) * self.batch_size
+        node, nodes = self.rank * workers + worker, self.world * workers
+        epoch, count = 0, 0  # rows this worker has read, over all epochs
+        while True:
+            self.stream.set_epoch(epoch)
+            before = count
+            for row in self.stream:
+                count += 1
+                if count > done:  # a sample's randomness follows its (worker, position): unique and resumable
+                    yield self.pairs.prepare(row, np.random.default_rng([self.pairs.seed, node + nodes * count]), count)
+            if count == before:
+                raise ValueError(f"process {self.rank}, worker {worker}: its share of the streamed dataset is empty")
+            epoch += 1
 
 
 def to_model_inputs(batch: dict[str, torch.Tensor], device: torch.device,
