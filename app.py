@@ -16,6 +16,7 @@ Every inference goes through `UnmaskPipeline`; this file is only the UI around i
 import argparse
 import os
 import re
+import tempfile
 import time
 import uuid
 from functools import lru_cache
@@ -25,7 +26,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
+from gradio import processing_utils, route_utils  # noqa: E402
 from PIL import Image  # noqa: E402
+from starlette.datastructures import FormData  # noqa: E402
+from starlette.formparsers import MultiPartException  # noqa: E402
+from starlette.requests import ClientDisconnect  # noqa: E402
 
 from unmask_hf import UnmaskPipeline, UnmaskResult  # noqa: E402
 from unmask_hf.io import PREDICTION_LABEL, load_image, load_mask, save_prediction_png  # noqa: E402
@@ -37,6 +42,42 @@ OPACITY = 0.45  # the overlay's default opacity (the same as the pipeline's)
 EDITOR_SIDE = 768  # the mask editor's square canvas: the photo is fitted into it, the drawn mask scaled back
 MAX_FILE_SIZE = "30mb"  # uploads; a 50 MP photo (the pipeline's limit) is about this size as a JPEG
 CACHE_CLEANUP = (60, 600)  # every minute, delete uploads and results older than 10 minutes (all of them on exit)
+
+
+def save_pil_to_cache(img: Image.Image, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+    """gradio's `processing_utils.save_pil_to_cache`, except that the file appears whole: written aside, then renamed.
+
+    gradio names every image output after the hash of its bytes and rewrites that file in place. Two users sending
+    the same photo get byte-identical outputs (the overlay, the gallery's crops...), so one request truncated the
+    file while the server was sending it to the other: "Too little data for declared Content-Length" on the server,
+    "peer closed connection without sending complete message body" for that client (gradio 6.31)."""
+    data = processing_utils.encode_pil_to_bytes(img, format)
+    path = (Path(cache_dir) / processing_utils.hash_bytes(data) / f"{name}.{format}").resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as staging:
+        staging.write(data)
+    os.replace(staging.name, path)  # a response being sent keeps reading the old copy: the same bytes
+    return str(path)
+
+
+processing_utils.save_pil_to_cache = save_pil_to_cache  # gradio's components call it through the module
+_parse_upload = route_utils.GradioMultiPartParser.parse
+
+
+async def parse_upload(self: route_utils.GradioMultiPartParser) -> FormData:
+    """gradio's upload parser, except that an upload cut off mid-transfer leaves no file behind (gradio removes the
+    partial file of a refused upload but not of a client that hung up, and delete_cache never sees it) and is
+    answered as a bad request, not logged as a server error."""
+    try:
+        return await _parse_upload(self)
+    except ClientDisconnect as e:
+        for file in self._files_to_close_on_error:
+            file.close()
+            Path(file.name).unlink(missing_ok=True)
+        raise MultiPartException("The upload was cut off before it ended.") from e
+
+
+route_utils.GradioMultiPartParser.parse = parse_upload
 
 
 @lru_cache(maxsize=2)  # switching between two models does not reload them each time
