@@ -2,6 +2,7 @@
 of bad files, and hostile clients (uploads cut off mid-transfer, a client that leaves while its request runs, the
 same file 50 times at once) that must not disturb anyone else's request. Timings are in benchmarks/load.py."""
 
+import runpy
 import socket
 import threading
 import time
@@ -10,13 +11,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import Status
+from gradio import processing_utils
 from PIL import Image
 
-from .app_server import EXAMPLES, RunningApp, serve_app
+from .app_server import APP, EXAMPLES, RunningApp, serve_app
 from .corpus import corpus
 from .hub_server import free_port
 
@@ -50,6 +53,30 @@ def check_result(out: tuple) -> None:
 def check_log(app: RunningApp) -> None:
     log = app.log.read_text()
     assert "Traceback" not in log and "Exception in ASGI" not in log, log[-3000:]
+
+
+def test_cached_images_are_never_seen_half_written(tmp_path):
+    """The cause of the dropped connections, on its own: while other threads save the same image (identical outputs
+    of concurrent requests), every read of the cached file gets all of it. gradio 6.31's own version truncated the
+    file on each save: most reads here got 0 bytes."""
+    runpy.run_path(str(APP))  # app.py puts its save_pil_to_cache into gradio, as the server does on start
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8))
+    path = Path(processing_utils.save_pil_to_cache(image, str(tmp_path)))
+    stop = threading.Event()
+
+    def save_again() -> None:
+        while not stop.is_set():
+            processing_utils.save_pil_to_cache(image, str(tmp_path))
+
+    writers = [threading.Thread(target=save_again) for _ in range(2)]
+    for t in writers:
+        t.start()
+    sizes = {len(path.read_bytes()) for _ in range(3000)}
+    stop.set()
+    for t in writers:
+        t.join()
+    assert sizes == {path.stat().st_size}
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no staging files left
 
 
 def test_16_users_after_a_bad_file_battery(app, tmp_path):
