@@ -54,9 +54,14 @@ def save_pil_to_cache(img: Image.Image, cache_dir: str, name: str = "image", for
     data = processing_utils.encode_pil_to_bytes(img, format)
     path = (Path(cache_dir) / processing_utils.hash_bytes(data) / f"{name}.{format}").resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as staging:
-        staging.write(data)
-    os.replace(staging.name, path)  # a response being sent keeps reading the old copy: the same bytes
+    staging = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
+    try:
+        with staging:
+            staging.write(data)
+        os.replace(staging.name, path)  # a response being sent keeps reading the old copy: the same bytes
+    except BaseException:
+        Path(staging.name).unlink(missing_ok=True)  # a failed save leaves nothing delete_cache would not see
+        raise
     return str(path)
 
 
