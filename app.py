@@ -83,6 +83,25 @@ async def parse_upload(self: route_utils.GradioMultiPartParser) -> FormData:
 
 
 route_utils.GradioMultiPartParser.parse = parse_upload
+_delete_old_files = route_utils.delete_files_created_by_app
+
+
+def delete_old_files(blocks: gr.Blocks, age: int | None) -> None:
+    """gradio's clean-up (delete_cache), run on copies of the sets of files it tracks. gradio walks the live sets in a
+    worker thread while requests add files to them; under load that raised "Set changed size during iteration",
+    which ended its clean-up task for good (a 30-minute soak at 8 users kept every upload and result)."""
+    live = blocks.temp_file_sets
+    before = [set(files) for files in live]  # set() copies in C, holding the GIL: nothing is added meanwhile
+    blocks.temp_file_sets = [set(files) for files in before]
+    try:
+        _delete_old_files(blocks, age)
+    finally:
+        left, blocks.temp_file_sets = blocks.temp_file_sets, live
+    for files, was, kept in zip(live, before, left):
+        files.difference_update(was - kept)  # forget what was deleted; files added meanwhile stay tracked
+
+
+route_utils.delete_files_created_by_app = delete_old_files  # gradio's clean-up task calls it through the module
 
 
 @lru_cache(maxsize=2)  # switching between two models does not reload them each time

@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -242,23 +241,24 @@ def main() -> None:
     p.add_argument("--growth-limit", type=float, default=0.10, help="soak: allowed RSS growth, end over baseline")
     args = p.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+    with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         photos = make_photos(work, [int(s) for s in args.sizes.split(",")])
         port = free_port()
         # serve_app gives the tests' servers one thread; here the app gets torch's default, one per core.
         threads = os.environ.get("OMP_NUM_THREADS") or str(psutil.cpu_count(logical=False) or 1)
         env = {"GRADIO_TEMP_DIR": str(work / "cache"), "OMP_NUM_THREADS": threads}
-        app = stack.enter_context(serve_app(work, env, port, ["--host", "127.0.0.1", "--port", str(port),
-                                                              "--queue-size", str(args.queue_size),
-                                                              "--concurrency", str(args.concurrency)]))
-        memory = MemorySampler(app.pid)
-        stack.callback(memory.stop)
-        unmask(Client(app.url, verbose=False, download_files=str(work / "downloads" / "warm-up")), photos[0])
-        run = run_soak if args.soak_minutes else run_levels
-        misses = run(args, app.url, photos, memory, work)
-        served_whole(unmask(Client(app.url, verbose=False, download_files=str(work / "downloads" / "after")), photos[0]))
-        log = app.log.read_text()
+        with serve_app(work, env, port, ["--host", "127.0.0.1", "--port", str(port), "--queue-size",
+                                         str(args.queue_size), "--concurrency", str(args.concurrency)]) as app:
+            memory = MemorySampler(app.pid)
+            try:
+                unmask(Client(app.url, verbose=False, download_files=str(work / "downloads" / "warm-up")), photos[0])
+                misses = (run_soak if args.soak_minutes else run_levels)(args, app.url, photos, memory, work)
+                served_whole(unmask(Client(app.url, verbose=False, download_files=str(work / "downloads" / "after")),
+                                    photos[0]))
+            finally:
+                memory.stop()
+        log = app.log.read_text()  # after the server stopped: with what it printed on its way out
     misses += ["tracebacks in the server log"] if "Traceback" in log else []
     print("Targets: " + ("all met." if not misses else "MISSED: " + ", ".join(misses)))
     sys.exit(1 if misses else 0)

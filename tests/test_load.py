@@ -6,6 +6,7 @@ import runpy
 import socket
 import threading
 import time
+import types
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import Status
-from gradio import processing_utils
+from gradio import processing_utils, route_utils
 from PIL import Image
 
 from .app_server import APP, EXAMPLES, RunningApp, serve_app
@@ -77,6 +78,34 @@ def test_cached_images_are_never_seen_half_written(tmp_path):
         t.join()
     assert sizes == {path.stat().st_size}
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no staging files left
+
+
+def test_clean_up_survives_files_added_meanwhile(tmp_path):
+    """gradio's clean-up walks its sets of files in a worker thread while requests add to them; gradio 6.31's own
+    version then raised "Set changed size during iteration" and its clean-up task ended for good. The app's runs on
+    copies: no error, the old files are deleted and forgotten, the files added meanwhile stay tracked."""
+    runpy.run_path(str(APP))  # app.py puts its clean-up into gradio, as the server does on start
+    old = {str(tmp_path / f"old{i}") for i in range(3000)}
+    for path in old:
+        Path(path).touch()
+    tracked = set(old)
+    blocks = types.SimpleNamespace(blocks={}, temp_file_sets=[tracked])
+    stop, added = threading.Event(), []
+
+    def add() -> None:
+        while not stop.is_set():
+            added.append(str(tmp_path / f"new{len(added)}"))
+            tracked.add(added[-1])
+
+    adder = threading.Thread(target=add)
+    adder.start()
+    try:
+        route_utils.delete_files_created_by_app(blocks, age=None)  # as on exit: everything it tracked then
+    finally:
+        stop.set()
+        adder.join()
+    assert not any(Path(path).exists() for path in old)
+    assert tracked == set(added) and blocks.temp_file_sets == [tracked]
 
 
 def test_16_users_after_a_bad_file_battery(app, tmp_path):
