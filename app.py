@@ -17,6 +17,7 @@ Every inference goes through `UnmaskPipeline`; this file is only the UI around i
 import argparse
 import os
 import re
+import tempfile
 import time
 import uuid
 from functools import lru_cache
@@ -26,7 +27,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
+from gradio import processing_utils, route_utils  # noqa: E402
 from PIL import Image  # noqa: E402
+from starlette.datastructures import FormData  # noqa: E402
+from starlette.formparsers import MultiPartException  # noqa: E402
+from starlette.requests import ClientDisconnect  # noqa: E402
 
 from unmask_hf import UnmaskPipeline, UnmaskResult  # noqa: E402
 from unmask_hf.io import PREDICTION_LABEL, load_image, load_mask, save_prediction_png  # noqa: E402
@@ -40,6 +45,66 @@ MAX_FILE_SIZE = "30mb"  # uploads; a 50 MP photo (the pipeline's limit) is about
 MARK_SIDE = 1024  # the preview to click eyes on: at most this many pixels a side, clicks scaled back to the photo
 MARKS = ("eyes", "box")  # how a visitor marks a face the detector missed: its two eyes, or two corners of a box
 CACHE_CLEANUP = (60, 600)  # every minute, delete uploads and results older than 10 minutes (all of them on exit)
+
+
+def save_pil_to_cache(img: Image.Image, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+    """gradio's `processing_utils.save_pil_to_cache`, except that the file appears whole: written aside, then renamed.
+
+    gradio names every image output after the hash of its bytes and rewrites that file in place. Two users sending
+    the same photo get byte-identical outputs (the overlay, the gallery's crops...), so one request truncated the
+    file while the server was sending it to the other: "Too little data for declared Content-Length" on the server,
+    "peer closed connection without sending complete message body" for that client (gradio 6.31)."""
+    data = processing_utils.encode_pil_to_bytes(img, format)
+    path = (Path(cache_dir) / processing_utils.hash_bytes(data) / f"{name}.{format}").resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
+    try:
+        with staging:
+            staging.write(data)
+        os.replace(staging.name, path)  # a response being sent keeps reading the old copy: the same bytes
+    except BaseException:
+        Path(staging.name).unlink(missing_ok=True)  # a failed save leaves nothing delete_cache would not see
+        raise
+    return str(path)
+
+
+processing_utils.save_pil_to_cache = save_pil_to_cache  # gradio's components call it through the module
+_parse_upload = route_utils.GradioMultiPartParser.parse
+
+
+async def parse_upload(self: route_utils.GradioMultiPartParser) -> FormData:
+    """gradio's upload parser, except that an upload cut off mid-transfer leaves no file behind (gradio removes the
+    partial file of a refused upload but not of a client that hung up, and delete_cache never sees it) and is
+    answered as a bad request, not logged as a server error."""
+    try:
+        return await _parse_upload(self)
+    except ClientDisconnect as e:
+        for file in self._files_to_close_on_error:
+            file.close()
+            Path(file.name).unlink(missing_ok=True)
+        raise MultiPartException("The upload was cut off before it ended.") from e
+
+
+route_utils.GradioMultiPartParser.parse = parse_upload
+_delete_old_files = route_utils.delete_files_created_by_app
+
+
+def delete_old_files(blocks: gr.Blocks, age: int | None) -> None:
+    """gradio's clean-up (delete_cache), run on copies of the sets of files it tracks. gradio walks the live sets in a
+    worker thread while requests add files to them; under load that raised "Set changed size during iteration",
+    which ended its clean-up task for good (a 30-minute soak at 8 users kept every upload and result)."""
+    live = blocks.temp_file_sets
+    before = [set(files) for files in live]  # set() copies in C, holding the GIL: nothing is added meanwhile
+    blocks.temp_file_sets = [set(files) for files in before]
+    try:
+        _delete_old_files(blocks, age)
+    finally:
+        left, blocks.temp_file_sets = blocks.temp_file_sets, live
+    for files, was, kept in zip(live, before, left):
+        files.difference_update(was - kept)  # forget what was deleted; files added meanwhile stay tracked
+
+
+route_utils.delete_files_created_by_app = delete_old_files  # gradio's clean-up task calls it through the module
 
 
 @lru_cache(maxsize=2)  # switching between two models does not reload them each time

@@ -1,65 +1,54 @@
-"""Load test of the app: `python app.py` on 127.0.0.1, many `gradio_client` users at once, then a burst past the queue.
+"""Load test of the app: `python app.py` on 127.0.0.1, many `gradio_client` users at once, and a soak.
 
-    python benchmarks/load.py                             # 3 rounds of 200 /unmask requests from 16 clients
-    python benchmarks/load.py --requests 48 --rounds 3    # smaller, for a 2-core CPU machine
+    python benchmarks/load.py                          # 1, 4, 16 and 32 clients × 4 /unmask requests each
+    python benchmarks/load.py --clients 16 --requests 8
+    nice -n 10 python benchmarks/load.py --soak-minutes 30   # 8 clients, good photos and bad files mixed
 
-Each round sends `--requests` calls from `--clients` concurrent clients (each its own `gradio_client.Client`, one
-request at a time), photos of mixed sizes (the repo's public-domain astronaut examples, resized). Per round: requests
-per second, latency p50/p95/p99, errors, the server's peak RSS (psutil, sampled every 50 ms) and its RSS and cache
-files after the round. One untimed request warms the server up first. Memory is bounded when no round's peak is more
-than `--growth-limit` above the first round's. Last, a burst of `--burst` simultaneous requests (fresh clients): those
-beyond the queue (`--queue-size` waiting + `--concurrency` running) must be refused at once with gradio's "Queue is
-full" message, not left to time out. Prints markdown tables; exits 1 when a target is missed.
+Levels: at each number of clients, that many users (each its own `gradio_client.Client`, downloading every output as
+a browser would) start at the same instant and send `--requests` photos one after the other (the repo's public-domain
+astronaut examples, resized to mixed sizes). Per level: requests per second, latency p50/p95/p99 of the served ones,
+how many were refused because the queue was full ("busy": gradio's "Queue is full! Please try again."), errors
+(anything else: a dropped connection, a timeout, a wrong result), the server's peak RSS (psutil, sampled every 50 ms,
+children included) and its RSS after the level, and the load average (the machine may be shared). Up to the queue
+(`--queue-size` waiting + `--concurrency` running: 17 with the app's defaults) nobody may be refused; past it, every
+request is served or refused at once, never dropped.
+
+Soak (`--soak-minutes`): `--soak-clients` users for that long, each sending a good photo three times out of four and
+a file from tests/corpus.py (broken, hostile or odd files) otherwise; a good photo must be served, a corpus file
+served or refused with a message as the corpus expects. Every minute: the server's RSS and its cache files. At the end:
+memory at the start, at `--soak-baseline-minutes` and at the end, and the upload and result files older than the app's clean-up age plus one
+clean-up period (they should have been deleted).
 
 The server inherits this environment. With glibc's default malloc settings the server's RSS crept up round after round
 (8 rounds of 32: +25%); with MALLOC_ARENA_MAX=2 it levelled off (+6%), so the growth looks like memory held in
 per-thread malloc arenas, not a leak. `MALLOC_ARENA_MAX=2 python benchmarks/load.py` measures that setting.
+Prints markdown tables; exits 1 when a target is missed.
 """
 
 import argparse
+import itertools
 import os
-import socket
-import subprocess
+import runpy
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import psutil
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from gradio_client.utils import QueueError
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((ROOT / "examples").glob("*.jpg"))
+sys.path.insert(0, str(ROOT))  # the test helpers: the app server and the bad-file corpus
+from tests.app_server import EXAMPLES, serve_app  # noqa: E402
+from tests.corpus import Case, corpus  # noqa: E402
+from tests.hub_server import free_port  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int, workdir: Path, args: argparse.Namespace) -> subprocess.Popen:
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(workdir / "cache")}
-    log = open(workdir / "app.log", "w")
-    server = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port),
-                               "--queue-size", str(args.queue_size), "--concurrency", str(args.concurrency)],
-                              cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
-                if response.status == 200:
-                    return server
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            sys.exit(f"the app did not start:\n{(workdir / 'app.log').read_text()[-3000:]}")
-        time.sleep(0.5)
+CLEANUP_EVERY, CLEANUP_AGE = runpy.run_path(str(ROOT / "app.py"), run_name="settings")["CACHE_CLEANUP"]
 
 
 class MemorySampler:
@@ -87,151 +76,190 @@ class MemorySampler:
         self._stop.set()
 
 
-def make_photos(folder: Path, sizes: list[int]) -> list[str]:
+def make_photos(folder: Path, sizes: list[int]) -> list[Path]:
     """The examples resized so their long side is each of `sizes`, as JPEG files (what users upload)."""
     paths = []
     for size in sizes:
-        for example in EXAMPLES:
+        for example in sorted(EXAMPLES.glob("*.jpg")):
             image = Image.open(example).convert("RGB")
             scale = size / max(image.size)
             path = folder / f"{example.stem}_{size}.jpg"
             image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC).save(path, quality=90)
-            paths.append(str(path))
+            paths.append(path)
     return paths
 
 
-def unmask(client: Client, photo: str) -> None:
-    client.predict(handle_file(photo), "", False, 0.45, api_name="/unmask")
+def unmask(client: Client, path: Path) -> tuple:
+    return client.predict(handle_file(str(path)), "", False, 0.45, api_name="/unmask")
 
 
-def run_round(clients: list[Client], photos: list[str], requests: int) -> tuple[list[float], list[str], float]:
-    """`requests` calls spread over the clients (each does one at a time); latencies, error messages, wall seconds."""
-    latencies, errors, lock = [], [], threading.Lock()
-    jobs = iter(range(requests))
+def served_whole(out: tuple) -> None:
+    """The downloaded result decodes (a connection dropped mid-file would leave it short or missing)."""
+    Image.open(out[0]).load()
 
-    def worker(client: Client) -> None:
-        while True:
-            with lock:
-                i = next(jobs, None)
-            if i is None:
-                return
+
+def outcome(client: Client, path: Path, case: Case | None = None) -> str:
+    """One request → 'served', 'refused' (a bad file, with a message), 'busy' (the queue was full) or 'error: ...'."""
+    try:
+        served_whole(unmask(client, path))
+        return "served" if case is None or case.expect != "error" else f"error: {case.name} accepted"
+    except QueueError:
+        return "busy"
+    except AppError as e:
+        return "refused" if case is not None and case.expect in ("error", "any") else f"error: {path.name}: {e}"
+    except Exception as e:  # noqa: BLE001  (every other failure is counted and reported, whatever its type)
+        return f"error: {type(e).__name__}: {e}"[:200]
+
+
+def level(url: str, photos: list[Path], clients: int, requests: int, downloads: Path) -> dict:
+    """`clients` users released together, `requests` photos each → outcomes, served latencies, wall seconds."""
+    users = [Client(url, verbose=False, download_files=str(downloads / f"c{clients}-{i}")) for i in range(clients)]
+    barrier, lock, results = threading.Barrier(clients), threading.Lock(), []
+
+    def user(i: int) -> None:
+        barrier.wait()
+        for r in range(requests):
             start = time.perf_counter()
-            try:
-                unmask(client, photos[i % len(photos)])
-                with lock:
-                    latencies.append(time.perf_counter() - start)
-            except Exception as e:  # noqa: BLE001  (every failure is counted and reported, whatever its type)
-                with lock:
-                    errors.append(f"{type(e).__name__}: {e}"[:200])
+            what = outcome(users[i], photos[(i + r) % len(photos)])
+            with lock:
+                results.append((what, time.perf_counter() - start))
 
     start = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(c,)) for c in clients]
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return latencies, errors, time.perf_counter() - start
+    return {"results": results, "seconds": time.perf_counter() - start}
 
 
-def burst(url: str, photo: str, count: int) -> list[tuple[str, float]]:
-    """`count` requests released at the same instant from fresh clients → (outcome, seconds) each."""
-    clients = [Client(url, verbose=False, download_files=False) for _ in range(count)]
-    barrier, results, lock = threading.Barrier(count), [], threading.Lock()
+def cache_files(folder: Path, older_than: float | None = None) -> list[Path]:
+    """Files under `folder`, or those whose ctime (what gradio's clean-up ages by) is over `older_than` s ago."""
+    now = time.time()
+    return [p for p in folder.rglob("*") if p.is_file() and (older_than is None or now - p.stat().st_ctime > older_than)]
 
-    def one(client: Client) -> None:
-        barrier.wait()
-        start = time.perf_counter()
-        try:
-            unmask(client, photo)
-            outcome = "served"
-        except Exception as e:  # noqa: BLE001
-            outcome = "refused: queue full" if "queue is full" in str(e).lower() else f"failed: {type(e).__name__}: {e}"[:200]
-        with lock:
-            results.append((outcome, time.perf_counter() - start))
 
-    threads = [threading.Thread(target=one, args=(c,)) for c in clients]
+def run_levels(args: argparse.Namespace, url: str, photos: list[Path], memory: MemorySampler, work: Path) -> list[str]:
+    capacity = args.queue_size + args.concurrency
+    print(f"Load: clients {args.clients} × {args.requests} /unmask requests each, photos {args.sizes} px (long side), "
+          f"app --concurrency {args.concurrency} --queue-size {args.queue_size} (capacity {capacity}); "
+          f"{os.cpu_count()} CPUs, MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}\n")
+    print("| clients | requests | served | busy | errors | requests/s | p50 s | p95 s | p99 s | peak RSS MB "
+          "| RSS after MB | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    misses = []
+    for clients in [int(c) for c in args.clients.split(",")]:
+        memory.reset()
+        done = level(url, photos, clients, args.requests, work / "downloads")
+        latencies = [s for what, s in done["results"] if what == "served"]
+        busy = sum(what == "busy" for what, _ in done["results"])
+        errors = sorted({what for what, _ in done["results"] if what.startswith("error")})
+        error_count = sum(what.startswith("error") for what, _ in done["results"])
+        q = np.percentile(latencies, [50, 95, 99]) if latencies else [float("nan")] * 3
+        print(f"| {clients} | {len(done['results'])} | {len(latencies)} | {busy} | {error_count} | "
+              f"{len(latencies) / done['seconds']:.2f} | {q[0]:.2f} | {q[1]:.2f} | {q[2]:.2f} | "
+              f"{memory.peak / 2**20:,.0f} | {memory.rss() / 2**20:,.0f} | {os.getloadavg()[0]:.1f} |", flush=True)
+        for message in errors[:5]:
+            print(f"  {clients} clients: {message}")
+        if error_count:
+            misses.append(f"{error_count} errors at {clients} clients")
+        if busy and clients <= capacity:
+            misses.append(f"{busy} refused at {clients} clients (within the queue's capacity)")
+    return misses
+
+
+def run_soak(args: argparse.Namespace, url: str, photos: list[Path], memory: MemorySampler, work: Path) -> list[str]:
+    bad = work / "bad"
+    bad.mkdir()
+    cases = corpus()
+    for case in cases:
+        (bad / case.name).write_bytes(case.data)
+    # Three good photos for every corpus file, in a fixed order every client walks through from its own offset.
+    good = itertools.cycle([(p, None) for p in photos])
+    mix = [item for c in cases for item in (next(good), next(good), next(good), (bad / c.name, c))]
+    cache, deadline = work / "cache", time.monotonic() + 60 * args.soak_minutes
+    counts, errors, lock = {}, [], threading.Lock()
+    start_rss = memory.rss()
+    timeline = [(0.0, start_rss, len(cache_files(cache)))]
+
+    def user(i: int) -> None:
+        me = Client(url, verbose=False, download_files=str(work / "downloads" / f"soak{i}"))
+        for n in itertools.count():
+            if time.monotonic() > deadline:
+                return
+            path, case = mix[(i * 7 + n) % len(mix)]
+            what = outcome(me, path, case)
+            key = "error" if what.startswith("error") else what
+            with lock:
+                counts[key] = counts.get(key, 0) + 1
+                if what.startswith("error") or what == "busy":
+                    errors.append(what)
+
+    threads = [threading.Thread(target=user, args=(i,), daemon=True) for i in range(args.soak_clients)]
+    began = time.monotonic()
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
-def cache_files(folder: Path) -> tuple[int, float]:
-    files = [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
-    return len(files), sum(p.stat().st_size for p in files) / 2**20
+    while any(t.is_alive() for t in threads):
+        time.sleep(1)
+        if time.monotonic() - began >= 60 * len(timeline):
+            timeline.append(((time.monotonic() - began) / 60, memory.rss(), len(cache_files(cache))))
+    end_rss = memory.rss()
+    # Memory is judged from the baseline minute on: by then every kind of request has been served (the first
+    # minutes grow the allocator's arenas and gradio's caches).
+    base_minute, base_rss, _ = min(timeline, key=lambda point: abs(point[0] - args.soak_baseline_minutes))
+    growth = end_rss / base_rss - 1
+    stale = cache_files(cache, older_than=CLEANUP_AGE + CLEANUP_EVERY)
+    print(f"Soak: {args.soak_minutes:g} min, {args.soak_clients} clients, {len(photos)} photos ({args.sizes} px) and "
+          f"{len(cases)} corpus files, 3 : 1; app --concurrency {args.concurrency} --queue-size {args.queue_size}, "
+          f"clean-up every {CLEANUP_EVERY} s of files over {CLEANUP_AGE} s old; {os.cpu_count()} CPUs, "
+          f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}, load avg {os.getloadavg()[0]:.1f}\n")
+    print("| minute | server RSS MB | cache files |\n|---|---|---|")
+    step = max(1, len(timeline) // 10)
+    for minute, rss, files in timeline[::step] + ([timeline[-1]] if (len(timeline) - 1) % step else []):
+        print(f"| {minute:.0f} | {rss / 2**20:,.0f} | {files} |")
+    print(f"\nRequests: {', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}; server RSS "
+          f"{start_rss / 2**20:,.0f} MB after the warm-up request, {base_rss / 2**20:,.0f} MB at minute "
+          f"{base_minute:.0f}, {end_rss / 2**20:,.0f} MB at the end ({growth:+.1%} from minute {base_minute:.0f}), "
+          f"peak {memory.peak / 2**20:,.0f} MB; {len(stale)} cache files older than {CLEANUP_AGE + CLEANUP_EVERY} s "
+          f"({len(cache_files(cache))} in all).")
+    for message in sorted(set(errors))[:5]:
+        print(f"  soak: {message}")
+    return [what for what, bad in [(f"{len(errors)} errors", errors), (f"{len(stale)} stale cache files", stale),
+                                   (f"memory grew {growth:+.1%}", growth > args.growth_limit)] if bad]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--requests", type=int, default=200, help="requests per round")
-    p.add_argument("--clients", type=int, default=16, help="concurrent clients")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--clients", default="1,4,16,32", help="levels: concurrent clients, comma-separated")
+    p.add_argument("--requests", type=int, default=4, help="requests per client at each level")
     p.add_argument("--sizes", default="256,512,1024", help="long sides of the photos, comma-separated")
     p.add_argument("--queue-size", type=int, default=16, help="the app's --queue-size (requests that may wait)")
     p.add_argument("--concurrency", type=int, default=1, help="the app's --concurrency (model runs at once)")
-    p.add_argument("--burst", type=int, default=40, help="simultaneous requests for the queue-full check")
-    p.add_argument("--growth-limit", type=float, default=0.10, help="allowed peak-RSS growth over the first round")
+    p.add_argument("--soak-minutes", type=float, default=0, help="instead of the levels: a soak this long")
+    p.add_argument("--soak-clients", type=int, default=8)
+    p.add_argument("--soak-baseline-minutes", type=float, default=5, help="soak: memory growth is measured from here")
+    p.add_argument("--growth-limit", type=float, default=0.10, help="soak: allowed RSS growth, end over baseline")
     args = p.parse_args()
-    if not EXAMPLES:
-        sys.exit(f"no example photos in {ROOT / 'examples'}")
 
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        photos = make_photos(workdir, [int(s) for s in args.sizes.split(",")])
+        work = Path(tmp)
+        photos = make_photos(work, [int(s) for s in args.sizes.split(",")])
         port = free_port()
-        url = f"http://127.0.0.1:{port}/"
-        server = start_server(port, workdir, args)
-        memory = MemorySampler(server.pid)
-        try:
-            clients = [Client(url, verbose=False, download_files=False) for _ in range(args.clients)]
-            unmask(clients[0], photos[0])  # warm-up: the face detector loads on first use
-            rows, peaks = [], []
-            for r in range(1, args.rounds + 1):
-                memory.reset()
-                latencies, errors, seconds = run_round(clients, photos, args.requests)
-                files, megabytes = cache_files(workdir / "cache")
-                peaks.append(memory.peak)
-                q = np.percentile(latencies, [50, 95, 99]) if latencies else [float("nan")] * 3
-                rows.append(f"| {r} | {args.requests} | {len(errors)} | {len(latencies) / seconds:.2f} | {q[0]:.2f} | "
-                            f"{q[1]:.2f} | {q[2]:.2f} | {memory.peak / 2**20:.0f} | {memory.rss() / 2**20:.0f} | "
-                            f"{files} ({megabytes:.1f} MB) |")
-                for message in sorted(set(errors))[:5]:
-                    print(f"round {r} error: {message}")
-            outcomes = burst(url, photos[0], args.burst)
-            alive = server.poll() is None
-            if alive:
-                unmask(clients[0], photos[0])  # still serving after the burst
-        finally:
-            memory.stop()
-            server.terminate()
-            server.wait(timeout=30)
-
-        log = (workdir / "app.log").read_text()
-    print(f"\nLoad: {args.rounds} rounds × {args.requests} /unmask requests from {args.clients} concurrent clients, "
-          f"photos {args.sizes} px (long side), app --concurrency {args.concurrency} --queue-size {args.queue_size}; "
-          f"{os.cpu_count()} CPUs, MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}\n")
-    print("| round | requests | errors | requests/s | p50 s | p95 s | p99 s | peak RSS MB | RSS after MB | cache files |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
-    refused = [s for o, s in outcomes if o == "refused: queue full"]
-    served = [s for o, s in outcomes if o == "served"]
-    failed = sorted({o for o, _ in outcomes if o.startswith("failed")})
-    print(f"\nBurst of {args.burst} simultaneous requests: {len(served)} served (slowest {max(served, default=0):.1f} s), "
-          f"{len(refused)} refused with 'Queue is full' (slowest refusal {max(refused, default=0):.2f} s), "
-          f"{len(outcomes) - len(served) - len(refused)} other failures{': ' + '; '.join(failed) if failed else ''}; "
-          f"server {'still serving' if alive else 'DOWN'} afterwards.")
-    growth = max(peaks) / peaks[0] - 1
-    print(f"Memory: peak RSS {peaks[0] / 2**20:.0f} MB in round 1, {max(peaks) / 2**20:.0f} MB at most "
-          f"({growth:+.1%}; limit {args.growth_limit:+.0%}).")
-    total_errors = sum(int(row.split("|")[3]) for row in rows)
-    misses = [what for what, bad in [("errors during the rounds", total_errors > 0),
-                                     ("memory grew", growth > args.growth_limit),
-                                     ("the queue never refused", not refused),
-                                     ("a refusal took over 10 s", max(refused, default=0) > 10),
-                                     ("burst requests failed otherwise", bool(failed)),
-                                     ("tracebacks in the server log", "Traceback" in log),
-                                     ("the server went down", not alive)] if bad]
+        # serve_app gives the tests' servers one thread; here the app gets torch's default, one per core.
+        threads = os.environ.get("OMP_NUM_THREADS") or str(psutil.cpu_count(logical=False) or 1)
+        env = {"GRADIO_TEMP_DIR": str(work / "cache"), "OMP_NUM_THREADS": threads}
+        with serve_app(work, env, port, ["--host", "127.0.0.1", "--port", str(port), "--queue-size",
+                                         str(args.queue_size), "--concurrency", str(args.concurrency)]) as app:
+            memory = MemorySampler(app.pid)
+            try:
+                unmask(Client(app.url, verbose=False, download_files=str(work / "downloads" / "warm-up")), photos[0])
+                misses = (run_soak if args.soak_minutes else run_levels)(args, app.url, photos, memory, work)
+                served_whole(unmask(Client(app.url, verbose=False, download_files=str(work / "downloads" / "after")),
+                                    photos[0]))
+            finally:
+                memory.stop()
+        log = app.log.read_text()  # after the server stopped: with what it printed on its way out
+    misses += ["tracebacks in the server log"] if "Traceback" in log else []
     print("Targets: " + ("all met." if not misses else "MISSED: " + ", ".join(misses)))
     sys.exit(1 if misses else 0)
 

@@ -28,6 +28,7 @@ EXAMPLES = ROOT / "examples"
 class RunningApp:
     url: str
     log: Path  # the server's stdout and stderr
+    pid: int
 
 
 @contextmanager
@@ -42,7 +43,7 @@ def serve_app(workdir: Path, env: dict[str, str], port: int, args: list[str] = (
         while http_status(url) != 200:
             assert app.poll() is None and time.monotonic() < deadline, f"app did not start:\n{log.read_text()[-3000:]}"
             time.sleep(0.25)
-        yield RunningApp(url, log)
+        yield RunningApp(url, log, app.pid)
         assert app.poll() is None, f"the app stopped while serving:\n{log.read_text()[-3000:]}"
     finally:
         app.terminate()

@@ -1,4 +1,8 @@
-"""`unmask-hf INPUT... [--out DIR] [--model ID] [--aligned] [--save-mask] [--save-overlay]`."""
+"""`unmask-hf INPUT... [--out DIR] [--model ID] [--aligned] [--save-mask] [--save-overlay]`.
+
+Exit codes: 0 a result was written for every image; 1 some images got none (unreadable, or no face found: nothing
+is written for them, the summary counts them); 2 bad arguments, no images found, or the model could not be loaded.
+"""
 
 import argparse
 import sys
@@ -31,24 +35,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unmask-hf: error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    failed = 0
+    unreadable, no_face = 0, 0
     for path in tqdm(paths, desc="unmasking", unit="img"):
         try:
             result = pipe(path, aligned=args.aligned)
         except ValueError as e:  # one bad file must not stop a folder
             tqdm.write(f"skipped {path}: {e}")
-            failed += 1
+            unreadable += 1
             continue
         for note in result.notes:
             tqdm.write(f"{path}: {note}")
+        if not result.faces:  # an unchanged copy is not a result
+            no_face += 1
+            continue
+        out.mkdir(parents=True, exist_ok=True)
         save_prediction_png(result.image, out / f"{path.stem}_unmasked.png")
         if args.save_mask:
             result.mask.save(out / f"{path.stem}_mask.png")
         if args.save_overlay:
             result.overlay.save(out / f"{path.stem}_overlay.png")
-    print(f"wrote {len(paths) - failed} result(s) to {out}" + (f", skipped {failed} unreadable file(s)" if failed else ""))
-    return 1 if failed == len(paths) else 0
+    written = len(paths) - unreadable - no_face
+    summary = [f"no face found in {no_face} photo{'s' * (no_face > 1)}"] if no_face else []
+    summary.append(f"wrote {written} result(s) to {out}" if written else "nothing written")
+    if unreadable:
+        summary.append(f"skipped {unreadable} unreadable file(s)")
+    print("; ".join(summary) + (" (face crops: --aligned skips detection)" if no_face else ""))
+    return 0 if written == len(paths) else 1
 
 
 if __name__ == "__main__":
