@@ -16,7 +16,10 @@ from PIL import Image, ImageDraw
 
 from unmask_hf.faces import TEMPLATE_LANDMARKS
 
-MASK_STYLES: tuple[str, ...] = ("surgical", "cloth", "n95", "kn95", "gaiter")
+MASK_STYLES: tuple[str, ...] = ("surgical", "cloth", "n95", "kn95", "gaiter")  # the embedded weights' training styles
+# Opt-in appearance families beyond those (training can select them, or hold one out to measure generalisation).
+EXTRA_STYLES: tuple[str, ...] = ("printed", "knit", "respirator", "bandana")
+WORLD_STYLES: tuple[str, ...] = MASK_STYLES + EXTRA_STYLES
 SUPERSAMPLE = 4  # outlines are drawn at 4× and box-filtered: soft, anti-aliased edges
 LOW_PROBABILITY = 0.12  # how often a mask is worn below the nose
 
@@ -87,6 +90,7 @@ class _Design:
     string_width: float = 0.0  # ... their width in mask units ...
     string_rgb: tuple = (0, 0, 0)  # ... and colour
     parts: list = field(default_factory=list)  # (polygon in mask coords, paint(x, y, px) → colour)
+    clip_parts: bool = True  # parts lie on the body (valves); False: they may stick out (cartridges)
 
 
 # ---------------------------------------------------------------- procedural textures (vectorised numpy)
@@ -145,6 +149,10 @@ FLORAL_COLORS = [[(238, 90, 120), (250, 220, 90)], [(245, 245, 240), (240, 200, 
 GAITER_COLORS = [(24, 24, 27), (30, 38, 70), (62, 62, 68), (84, 90, 52), (140, 140, 146), (165, 32, 42)] + CLOTH_COLORS
 BANDANA_COLORS = [(170, 28, 36), (180, 30, 36), (28, 40, 90), (25, 25, 28), (60, 90, 60)]
 VALVE_COLORS = [(235, 235, 232), (235, 235, 232), (150, 152, 156), (45, 45, 48), (90, 130, 190)]
+BRIGHT_COLORS = [(246, 206, 40), (250, 226, 80), (214, 30, 40), (236, 60, 60), (240, 120, 170), (250, 170, 200),
+                 (244, 130, 40), (120, 200, 60), (60, 170, 220), (150, 80, 200), (16, 16, 18), (250, 250, 250)]
+PRINT_KINDS = ["dots", "hearts", "stripes", "plaid", "checks", "florals", "camo", "text"]
+CARTRIDGE_COLORS = [(214, 70, 160), (236, 120, 190), (230, 196, 60), (110, 120, 80), (70, 70, 74), (150, 150, 154)]
 CAMO_PALETTES = [[(86, 96, 60), (60, 70, 42), (120, 100, 70), (34, 32, 28)],
                  [(196, 176, 140), (160, 130, 96), (120, 96, 70), (210, 196, 170)],
                  [(150, 150, 152), (100, 100, 104), (60, 60, 64), (200, 200, 200)]]
@@ -175,6 +183,34 @@ def _pattern(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, px: float, 
         return _mix(_fill(x, base), dot, _band(distance, period * rng.uniform(0.12, 0.3), px))
     if kind == "florals":
         return _florals(x, y, rng, px, base)
+    if kind == "hearts":
+        period = rng.uniform(0.22, 0.4)
+        gx, gy = x / period, y / period
+        gx = gx + 0.5 * (np.floor(gy) % 2)
+        size = rng.uniform(0.25, 0.4)  # heart half-size as a fraction of the period
+        hx, hy = (np.mod(gx, 1.0) - 0.5) / size, -(np.mod(gy, 1.0) - 0.5) / size + 0.25
+        implicit = (hx * hx + hy * hy - 1) ** 3 - hx * hx * hy ** 3  # the heart curve: negative inside
+        heart = _jitter_color(rng, _pick(rng, [(214, 30, 40), (240, 120, 170), (250, 250, 250), (16, 16, 18), other]))
+        return _mix(_fill(x, base), heart, np.clip(-implicit * period * size * px + 0.5, 0, 1))
+    if kind == "plaid":  # tartan: wide and thin bands of two colours crossing at right angles
+        period = rng.uniform(0.35, 0.7)
+        thin = _jitter_color(rng, _pick(rng, BRIGHT_COLORS + [(235, 235, 230)]), 10)
+        out = _fill(x, base)
+        for q in (u, v):
+            out = _mix(out, other, 0.55 * _stripes(q, period, 0.4, px))
+            out = _mix(out, thin, 0.7 * _stripes(q + period / 2, period, 0.06, px))
+        return out
+    if kind == "text":  # a logo block and a line of "letters" across the front
+        ink = _jitter_color(rng, _pick(rng, [(250, 250, 250), (16, 16, 18), (214, 30, 40), (246, 206, 40)]), 8)
+        cx, cy, h = rng.uniform(-0.5, 0.3), rng.uniform(0.95, 1.45), rng.uniform(0.12, 0.22)
+        cells = rng.random((2, 12)) < 0.75  # which letter cells are inked, two rows
+        col, row = np.floor((x - cx) / (h * 0.7)), np.floor((y - cy) / h)
+        inside = (col >= 0) & (col < 12) & (row >= 0) & (row < 2)
+        inked = cells[np.clip(row, 0, 1).astype(int), np.clip(col, 0, 11).astype(int)] & inside
+        lx, ly = np.mod((x - cx) / (h * 0.7), 1.0) - 0.5, np.mod((y - cy) / h, 1.0) - 0.5
+        stroke = np.maximum(_band(lx * h * 0.7, h * 0.22, px), _band(ly * h, h * 0.1, px)) * _band(ly * h, h * 0.38, px)
+        logo = _band(np.hypot(x - cx + h * 1.3, y - cy - h), h * 0.8, px)
+        return _mix(_mix(_fill(x, base), ink, stroke * inked), ink, logo)
     if kind == "camo":
         palette = [_jitter_color(rng, c, 6) for c in _pick(rng, CAMO_PALETTES)]
         out = _fill(x, palette[0])
@@ -270,17 +306,25 @@ def _surgical(rng: np.random.Generator, low: float) -> _Design:
     return _Design(shape, paint, _ear_loops(shape, rng), rng.uniform(0.024, 0.04), loop_rgb)
 
 
-def _cloth(rng: np.random.Generator, low: float) -> _Design:
+CLOTH_KINDS = ["solid", "solid", "solid", "stripes", "checks", "dots", "florals", "camo", "noise"]
+
+
+def _cloth(rng: np.random.Generator, low: float, kinds: Sequence[str] = CLOTH_KINDS,
+           palette: Sequence = CLOTH_COLORS, binding: bool = False) -> _Design:
+    """A fabric mask, contoured or pleated; `binding`: a contrasting bound edge (the "printed" family)."""
     top_c, top_side = rng.uniform(0.17, 0.29) + low, rng.uniform(0.47, 0.63) + low * 0.8
     bottom_c, bottom_side = rng.uniform(2.05, 2.26), rng.uniform(1.38, 1.63)
     contoured = rng.random() < 0.6  # the two-panel contoured mask with a seam down the middle, else pleated
     shape = _Shape(top=lambda s: top_side + (top_c - top_side) * (1 - np.abs(s) ** (1.3 if contoured else 2)),
                    bottom=lambda s: bottom_side + (bottom_c - bottom_side) * (1 - np.abs(s) ** (1.4 if contoured else 1.8)),
                    width=(rng.uniform(1.34, 1.47), rng.uniform(1.2, 1.34)))
-    base = _jitter_color(rng, _pick(rng, CLOTH_COLORS), 10)
-    kind = _pick(rng, ["solid", "solid", "solid", "stripes", "checks", "dots", "florals", "camo", "noise"])
+    base = _jitter_color(rng, _pick(rng, palette), 10)
+    kind = _pick(rng, kinds)
     light = _light(rng)
     ambient = rng.uniform(0.4, 0.55)
+    rim = binding and rng.random() < 0.7  # (draws nothing for plain cloth: its seeded masks stay as they were)
+    if rim:
+        rim_rgb, rim_w = _jitter_color(rng, _pick(rng, palette), 10), rng.uniform(0.04, 0.08)
 
     def paint(x, y, s, t, edge, px):
         color = _fill(x, base) if kind == "solid" else _pattern(x, y, rng, px, kind, base)
@@ -295,10 +339,36 @@ def _cloth(rng: np.random.Generator, low: float) -> _Design:
         if contoured:
             shade = shade * (1 - 0.25 * _band(s * shape.half_width(t), 0.01, px))  # the stitched seam
         shade = shade * (1 - 0.1 * _band(edge, 0.06, px))
+        if rim:  # bias binding sewn over the edge: a band of another colour all round
+            color = _mix(color, rim_rgb, np.clip((rim_w - edge) * px + 0.5, 0, 1))
         return color * shade[..., None]
 
     loop_rgb = base if rng.random() < 0.6 else _jitter_color(rng, _pick(rng, [(30, 30, 30), (235, 235, 235)]), 6)
     return _Design(shape, paint, _ear_loops(shape, rng), rng.uniform(0.033, 0.06), loop_rgb)
+
+
+def _printed(rng: np.random.Generator, low: float) -> _Design:
+    """A printed fabric mask: any colour (yellow, red, pink, black ...), always a print, often a bound edge."""
+    return _cloth(rng, low, PRINT_KINDS, CLOTH_COLORS + BRIGHT_COLORS * 2, binding=True)
+
+
+def _knit(rng: np.random.Generator, low: float) -> _Design:
+    """A knitted mask: columns of V stitches, a ribbed band at the top and bottom, thick yarn loops."""
+    design = _cloth(rng, low, ["solid"], CLOTH_COLORS + BRIGHT_COLORS)
+    fabric = design.paint
+    column, row = rng.uniform(0.07, 0.12), rng.uniform(0.05, 0.08)
+    rib = rng.uniform(0.1, 0.18)
+
+    def paint(x, y, s, t, edge, px):
+        q = np.mod(x / column, 1.0) - 0.5
+        stitch = np.mod(y / row + 1.2 * np.abs(q), 1.0)  # chevrons: each stitch is a V
+        relief = 0.18 * (np.abs(q) * 2 - 0.5) + 0.12 * (stitch - 0.5)
+        relief = np.where(edge < rib, 0.25 * np.cos(2 * np.pi * x / (column * 0.8)), relief)  # vertical ribs
+        return fabric(x, y, s, t, edge, px) * (1 + relief)[..., None]
+
+    design.paint = paint
+    design.string_width *= 1.6
+    return design
 
 
 def _n95(rng: np.random.Generator, low: float) -> _Design:
@@ -389,17 +459,18 @@ def _kn95(rng: np.random.Generator, low: float) -> _Design:
     return _Design(shape, paint, _ear_loops(shape, rng), rng.uniform(0.04, 0.06), loop_rgb)
 
 
-def _gaiter(rng: np.random.Generator, low: float) -> _Design:
-    """A neck gaiter pulled up over the nose, or a bandana tied behind the head."""
+def _gaiter(rng: np.random.Generator, low: float, bandana: bool | None = None) -> _Design:
+    """A neck gaiter pulled up over the nose, or (`bandana`, default at random) a bandana tied behind the head."""
     top_c, top_side = rng.uniform(0.19, 0.34) + low, rng.uniform(0.38, 0.54) + low * 0.8
     top = lambda s: top_side + (top_c - top_side) * (1 - np.abs(s) ** 1.6)
-    bandana = rng.random() < 0.35
+    coin = rng.random() < 0.35
+    bandana = coin if bandana is None else bandana
     if bandana:  # a triangle hanging to a point below the chin
         tip, side = rng.uniform(2.51, 2.89), rng.uniform(1.57, 1.82)
         shape = _Shape(top=top, bottom=lambda s: tip + (side - tip) * np.abs(s),
                        width=(rng.uniform(1.44, 1.55), rng.uniform(1.6, 1.77)))
-        base = _jitter_color(rng, _pick(rng, BANDANA_COLORS), 8)
-        kind = _pick(rng, ["florals", "dots", "florals", "solid"])
+        base = _jitter_color(rng, _pick(rng, BANDANA_COLORS if coin else BANDANA_COLORS + BRIGHT_COLORS), 8)
+        kind = _pick(rng, ["florals", "dots", "florals", "solid"] if coin else PRINT_KINDS)
     else:  # a tube: over the cheeks, in at the neck, down out of the picture
         shape = _Shape(top=top, bottom=lambda s: np.full_like(s, 3.45), width_t=(0.0, 0.4, 0.6, 1.0),
                        width=(rng.uniform(1.41, 1.52), rng.uniform(1.31, 1.39), rng.uniform(1.02, 1.15),
@@ -429,12 +500,67 @@ def _gaiter(rng: np.random.Generator, low: float) -> _Design:
     return _Design(shape, paint)
 
 
+def _bandana(rng: np.random.Generator, low: float) -> _Design:
+    """A bandana or scarf tied behind the head, in any colour and print."""
+    return _gaiter(rng, low, bandana=True)
+
+
+def _respirator(rng: np.random.Generator, low: float) -> _Design:
+    """A half-face elastomeric respirator: a rubber face piece, two filter cartridges on the cheeks, head straps."""
+    top, bottom = rng.uniform(0.1, 0.25) + low * 0.5, rng.uniform(1.95, 2.15)
+    center = top + 0.5 * (bottom - top)
+    arc = lambda s: (1 - np.abs(s) ** 2.2) ** (1 / 2.2)
+    shape = _Shape(top=lambda s: center - (center - top) * arc(s) - 0.08 * np.exp(-(s / 0.25) ** 2),
+                   bottom=lambda s: center + (bottom - center) * arc(s), width=(rng.uniform(1.0, 1.12),) * 2)
+    base = _jitter_color(rng, _pick(rng, [(40, 40, 44), (60, 62, 66), (70, 100, 150), (200, 190, 170), (230, 120, 160)]), 6)
+    light, ambient = _light(rng), rng.uniform(0.35, 0.5)
+
+    def paint(x, y, s, t, edge, px):
+        shade = _lambert(s * 0.9, (t - 0.55) * 1.1, light, ambient)
+        shade = shade * (1 - 0.2 * _band(edge - 0.06, 0.02, px))  # the moulded rim of the face seal
+        return _fill(x, base) * shade[..., None]
+
+    cartridge_rgb = _jitter_color(rng, _pick(rng, CARTRIDGE_COLORS), 8)
+    r, cy = rng.uniform(0.42, 0.55), center + rng.uniform(0.2, 0.45)
+    spread = rng.uniform(0.85, 1.05)
+    parts = [_cartridge(rng, side * spread, cy, r, cartridge_rgb) for side in (-1, 1)]
+    if rng.random() < 0.6:  # the exhalation valve under the chin
+        parts.append(_valve(rng, 0.0, bottom - rng.uniform(0.35, 0.45)))
+    strap_w = rng.uniform(0.07, 0.11)
+    u = np.linspace(0, 1, 8)[:, None]
+    strings = []
+    for side in (-1, 1):
+        for start_y, end_y in ((center - 0.5, rng.uniform(0.0, 0.25)), (bottom - 0.3, rng.uniform(1.5, 1.8))):
+            start, end = np.array([side * 0.9, start_y]), np.array([side * 1.55, end_y])
+            strings.append((1 - u) * start + u * end)
+    return _Design(shape, paint, strings, strap_w, _jitter_color(rng, (40, 40, 42), 8), parts, clip_parts=False)
+
+
+def _cartridge(rng: np.random.Generator, cx: float, cy: float, r: float, rgb) -> tuple:
+    """A round filter cartridge seen a little from the side: a foreshortened disc with a rim and ribs."""
+    squash = rng.uniform(0.7, 0.85)
+    angle = np.linspace(0, 2 * np.pi, 33)[:-1]
+    polygon = np.stack([cx + r * squash * np.cos(angle), cy + r * np.sin(angle)], 1)
+    light = _light(rng)
+
+    def paint(x, y, px):
+        u, v = (x - cx) / (r * squash), (y - cy) / r
+        radius = np.hypot(u, v)
+        shade = _lambert(u * 0.5, v * 0.5, light, 0.5)
+        shade = shade * (1 - 0.35 * _band(radius - 0.86, 0.06, px * r))  # the rim
+        shade = shade * (1 - 0.2 * _stripes(radius, 0.18, 0.25, px * r) * (radius < 0.7))  # concentric ribs
+        return _fill(x, rgb) * shade[..., None]
+
+    return polygon, paint
+
+
 def _light(rng: np.random.Generator) -> np.ndarray:
     light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.7, -0.05), 1.0])
     return light / np.linalg.norm(light)
 
 
-_STYLES = {"surgical": _surgical, "cloth": _cloth, "n95": _n95, "kn95": _kn95, "gaiter": _gaiter}
+_STYLES = {"surgical": _surgical, "cloth": _cloth, "n95": _n95, "kn95": _kn95, "gaiter": _gaiter,
+           "printed": _printed, "knit": _knit, "respirator": _respirator, "bandana": _bandana}
 
 
 # ---------------------------------------------------------------- placement and compositing
@@ -483,7 +609,7 @@ def render_mask(face: np.ndarray, rng: int | np.random.Generator, style: str | N
     if style is None:
         style = styles[rng.integers(len(styles))]
     if style not in _STYLES:
-        raise ValueError(f"Unknown mask style {style!r}; choose from {MASK_STYLES}")
+        raise ValueError(f"Unknown mask style {style!r}; choose from {WORLD_STYLES}")
     if landmarks is None:
         landmarks = TEMPLATE_LANDMARKS * np.array([w, h], np.float32)
     landmarks = np.asarray(landmarks, np.float64).reshape(5, 2)
@@ -516,10 +642,16 @@ def render_mask(face: np.ndarray, rng: int | np.random.Generator, style: str | N
     s, t, edge = design.shape.surface(mx, my)
     color = design.paint(mx, my, s, t, edge, px)
     layers = [(body_alpha, color)]
+    under = 1 - body_alpha  # where strings show: beside the mask (and beside cartridges that stick out)
     for poly, paint in parts:
-        layers.append((_draw_layer([(poly, None)], box, size) * body_alpha, paint(mx, my, px)))
+        alpha = _draw_layer([(poly, None)], box, size)
+        if design.clip_parts:
+            alpha = alpha * body_alpha
+        else:
+            under = under * (1 - alpha)
+        layers.append((alpha, paint(mx, my, px)))
     if strings:  # loops and straps lie on the face and hair, beside the mask
-        layers.append((_draw_layer(strings, box, size) * (1 - body_alpha), _fill(mx, design.string_rgb) * 0.92))
+        layers.append((_draw_layer(strings, box, size) * under, _fill(mx, design.string_rgb) * 0.92))
 
     # Match the photo: a mask in a dim or tinted picture is dim or tinted too; fabric has fine grain.
     luminance = region.mean(2)[body_alpha > 0.5]
