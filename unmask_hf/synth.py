@@ -8,11 +8,12 @@ Inside the outline a point also has *surface coordinates* (s, t): s in [-1, 1] f
 side, t in [0, 1] from the top edge to the bottom edge, so pleats, hems and seams follow the shape.
 """
 
+import io
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from unmask_hf.faces import TEMPLATE_LANDMARKS
 
@@ -565,10 +566,15 @@ _STYLES = {"surgical": _surgical, "cloth": _cloth, "n95": _n95, "kn95": _kn95, "
 
 # ---------------------------------------------------------------- placement and compositing
 
+def _face_frame(landmarks: np.ndarray) -> np.ndarray:
+    """2×3 least-squares affine: mask coordinates → pixels of the face with these 5 landmarks."""
+    design = np.concatenate([CANONICAL_LANDMARKS, np.ones((5, 1))], 1)
+    return np.linalg.lstsq(design, landmarks.astype(np.float64), rcond=None)[0].T
+
+
 def _placement(landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """3×3 matrix: mask coordinates → pixels. The face's affine frame from the landmarks, plus jitter."""
-    design = np.concatenate([CANONICAL_LANDMARKS, np.ones((5, 1))], 1)
-    frame = np.linalg.lstsq(design, landmarks.astype(np.float64), rcond=None)[0].T  # 2×3 least-squares affine
+    frame = _face_frame(landmarks)
     angle = np.deg2rad(rng.normal(0, 3.0))
     scale = rng.uniform(0.94, 1.07)
     sx = scale * rng.uniform(0.96, 1.06)
@@ -670,13 +676,8 @@ def render_mask(face: np.ndarray, rng: int | np.random.Generator, style: str | N
         coverage = np.maximum(coverage, alpha)
     out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
-    # The map is every pixel the mask touched; where blending happened to leave a touched pixel unchanged,
-    # nudge it by one level so "changed" and "touched" are the same set.
     touched = coverage > 0
-    same = touched & (out == face[y0:y1, x0:x1]).all(2)
-    red = out[..., 0]
-    red[same] = np.where(red[same] < 255, red[same] + 1, 254)
-
+    _mark_changed(out, face[y0:y1, x0:x1], touched)
     masked = face.copy()
     masked[y0:y1, x0:x1] = np.where(touched[..., None], out, face[y0:y1, x0:x1])
     mask = np.zeros((h, w), np.uint8)
@@ -684,11 +685,82 @@ def render_mask(face: np.ndarray, rng: int | np.random.Generator, style: str | N
     return RenderedMask(masked, mask, style)
 
 
-def make_sample(face: np.ndarray | Image.Image, seed: int, size: int, style: str | None = None) -> dict:
+def _mark_changed(out: np.ndarray, reference: np.ndarray, touched: np.ndarray) -> None:
+    """The map is every pixel the mask touched; where blending happened to leave a touched pixel equal to
+    `reference`, nudge it (in place) by one level so "changed" and "touched" are the same set."""
+    same = touched & (out == reference).all(2)
+    red = out[..., 0]
+    red[same] = np.where(red[same] < 255, red[same] + 1, 254)
+
+
+def add_collar(face: np.ndarray, rng: np.random.Generator, landmarks: np.ndarray | None = None) -> np.ndarray:
+    """A hard negative: clothing in mask-like colours and prints right under the chin (not a mask, not in any map)."""
+    h, w = face.shape[:2]
+    if landmarks is None:
+        landmarks = TEMPLATE_LANDMARKS * np.array([w, h], np.float32)
+    frame = _face_frame(np.asarray(landmarks, np.float64).reshape(5, 2))
+    neck, dip, opening = rng.uniform(1.8, 2.35), rng.uniform(0.0, 0.5), rng.uniform(0.7, 1.3)
+    x = np.linspace(-5, 5, 41)
+    top = neck + dip * np.clip(1 - (x / opening) ** 2, 0, None)  # crew or V-ish neckline, shoulders level
+    outline = np.concatenate([np.stack([x, top], 1), [[5.0, 12.0], [-5.0, 12.0]]]) @ frame[:, :2].T + frame[:, 2]
+    alpha = _draw_layer([(outline, None)], (0, 0), (w, h))
+    inverse = np.linalg.inv(np.vstack([frame, [0, 0, 1]]))
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32) + 0.5, np.arange(h, dtype=np.float32) + 0.5)
+    mx = (inverse[0, 0] * gx + inverse[0, 1] * gy + inverse[0, 2]).astype(np.float32)
+    my = (inverse[1, 0] * gx + inverse[1, 1] * gy + inverse[1, 2]).astype(np.float32)
+    px = float(np.sqrt(abs(np.linalg.det(frame[:, :2]))))
+    base = _jitter_color(rng, _pick(rng, SURGICAL_COLORS + CLOTH_COLORS + BRIGHT_COLORS), 10)
+    kind = _pick(rng, ["solid", "solid", "stripes", "checks", "dots", "plaid", "noise"])
+    color = _fill(mx, base) if kind == "solid" else _pattern(mx, my, rng, px, kind, base)
+    shade = _lambert(np.clip(mx / 4, -0.8, 0.8), np.full_like(mx, -0.2), _light(rng), 0.5)
+    shade = shade * (1 - 0.35 * np.clip(1 - (my - top.min()) / 0.4, 0, 1))  # the chin's shadow on the collar
+    out = face.astype(np.float32)
+    out += (color * shade[..., None] - out) * alpha[..., None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def degrade(images: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """One random photographic degradation applied identically to several images: colour cast, low light,
+    blur, sensor noise, JPEG re-encoding (each with probability 1/2)."""
+    out = [image.astype(np.float32) for image in images]
+    if rng.random() < 0.5:  # colour cast (white balance)
+        gain = np.exp(rng.normal(0, 0.08, 3)).astype(np.float32)
+        out = [x * gain for x in out]
+    if rng.random() < 0.5:  # low light: darker and flatter
+        gain, gamma = rng.uniform(0.35, 0.8), rng.uniform(1.0, 1.4)
+        out = [255 * (np.clip(x, 0, 255) / 255) ** gamma * gain for x in out]
+    out = [Image.fromarray(np.clip(np.rint(x), 0, 255).astype(np.uint8)) for x in out]
+    if rng.random() < 0.5:
+        radius = rng.uniform(0.4, 1.5)
+        out = [x.filter(ImageFilter.GaussianBlur(radius)) for x in out]
+    out = [np.asarray(x, np.float32) for x in out]
+    if rng.random() < 0.5:
+        noise = rng.normal(0, rng.uniform(2, 8), out[0].shape).astype(np.float32)
+        out = [x + noise for x in out]
+    out = [np.clip(np.rint(x), 0, 255).astype(np.uint8) for x in out]
+    if rng.random() < 0.5:
+        quality = int(rng.integers(25, 90))
+        out = [np.asarray(_jpeg(x, quality)) for x in out]
+    return out
+
+
+def _jpeg(image: np.ndarray, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", quality=quality)
+    return Image.open(buffer).convert("RGB")
+
+
+def make_sample(face: np.ndarray | Image.Image, seed: int, size: int, style: str | None = None,
+                styles: Sequence[str] = MASK_STYLES, hard_negative_probability: float = 0.0,
+                degrade_probability: float = 0.0) -> dict:
     """One training example: the face centre-cropped square, resized to size×size, wearing a seeded random mask.
 
     Returns {"image": ground truth, "masked": face with mask, "mask": 'L' map 0/255, "mask_style": str}.
     The dataset builder and on-the-fly training both call this, so both give the same kind of sample.
+    Options (off by default, drawn from a second stream so a seed's mask is the same with or without them):
+    `hard_negative_probability`: a collar in mask-like colours under the chin, part of the photo, not the map;
+    `degrade_probability`: `degrade` applied to the photo and the masked face alike, then the masked face takes
+    the degraded photo's pixels outside the map, so the pair stays identical outside the (unchanged) map.
     """
     image = face if isinstance(face, Image.Image) else Image.fromarray(np.asarray(face))
     image = image.convert("RGB")
@@ -698,6 +770,16 @@ def make_sample(face: np.ndarray | Image.Image, seed: int, size: int, style: str
         image = image.crop((left, top, left + side, top + side))
     if side != size:
         image = image.resize((size, size), Image.LANCZOS if side > size else Image.BICUBIC)
-    rendered = render_mask(np.asarray(image), seed, style)
-    return {"image": image, "masked": Image.fromarray(rendered.masked), "mask": Image.fromarray(rendered.mask, "L"),
-            "mask_style": rendered.style}
+    options = np.random.default_rng([seed, 1])
+    photo = np.asarray(image)
+    if options.random() < hard_negative_probability:
+        photo = add_collar(photo, options)
+    rendered = render_mask(photo, seed, style, styles=styles)
+    masked = rendered.masked
+    if options.random() < degrade_probability:
+        photo, masked = degrade([photo, masked], options)
+        touched = rendered.mask == 255
+        masked = np.where(touched[..., None], masked, photo)
+        _mark_changed(masked, photo, touched)
+    return {"image": Image.fromarray(photo), "masked": Image.fromarray(masked),
+            "mask": Image.fromarray(rendered.mask, "L"), "mask_style": rendered.style}
