@@ -185,10 +185,10 @@ def _pattern(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, px: float, 
     if kind == "florals":
         return _florals(x, y, rng, px, base)
     if kind == "hearts":
-        period = rng.uniform(0.22, 0.4)
+        period = rng.uniform(0.3, 0.5)
         gx, gy = x / period, y / period
         gx = gx + 0.5 * (np.floor(gy) % 2)
-        size = rng.uniform(0.25, 0.4)  # heart half-size as a fraction of the period
+        size = rng.uniform(0.3, 0.4)  # heart half-size as a fraction of the period
         hx, hy = (np.mod(gx, 1.0) - 0.5) / size, -(np.mod(gy, 1.0) - 0.5) / size + 0.25
         implicit = (hx * hx + hy * hy - 1) ** 3 - hx * hx * hy ** 3  # the heart curve: negative inside
         heart = _jitter_color(rng, _pick(rng, [(214, 30, 40), (240, 120, 170), (250, 250, 250), (16, 16, 18), other]))
@@ -203,11 +203,11 @@ def _pattern(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, px: float, 
         return out
     if kind == "text":  # a logo block and a line of "letters" across the front
         ink = _jitter_color(rng, _pick(rng, [(250, 250, 250), (16, 16, 18), (214, 30, 40), (246, 206, 40)]), 8)
-        cx, cy, h = rng.uniform(-0.5, 0.3), rng.uniform(0.95, 1.45), rng.uniform(0.12, 0.22)
-        cells = rng.random((2, 12)) < 0.75  # which letter cells are inked, two rows
+        cx, cy, h = rng.uniform(-0.6, -0.2), rng.uniform(0.9, 1.3), rng.uniform(0.25, 0.36)
+        cells = rng.random((2, 6)) < 0.85  # which letter cells are inked, two rows
         col, row = np.floor((x - cx) / (h * 0.7)), np.floor((y - cy) / h)
-        inside = (col >= 0) & (col < 12) & (row >= 0) & (row < 2)
-        inked = cells[np.clip(row, 0, 1).astype(int), np.clip(col, 0, 11).astype(int)] & inside
+        inside = (col >= 0) & (col < 6) & (row >= 0) & (row < 2)
+        inked = cells[np.clip(row, 0, 1).astype(int), np.clip(col, 0, 5).astype(int)] & inside
         lx, ly = np.mod((x - cx) / (h * 0.7), 1.0) - 0.5, np.mod((y - cy) / h, 1.0) - 0.5
         stroke = np.maximum(_band(lx * h * 0.7, h * 0.22, px), _band(ly * h, h * 0.1, px)) * _band(ly * h, h * 0.38, px)
         logo = _band(np.hypot(x - cx + h * 1.3, y - cy - h), h * 0.8, px)
