@@ -2,7 +2,7 @@
 
     python benchmarks/synth_speed.py --faces /work/shared/data/celeba-faces/train --count 2000 --num-proc 2
 
-Renderer: `render_mask` on 128-px faces, per style and with random styles, in one process and in `--num-proc`
+Renderer: `render_mask` on 128-px faces, per style (all WORLD_STYLES) and with random default styles, in one process and in `--num-proc`
 processes. Builder: `build_masked_faces` (decode, resize, render, PNG-encode, parquet) on the first `--count`
 faces of `--faces` with `--num-proc` processes, into a temporary folder. Without `--faces`, the astronaut
 photo stands in for the renderer rows and the builder row is skipped.
@@ -23,7 +23,7 @@ from PIL import Image
 from skimage.data import astronaut
 
 from unmask_hf.dataset import BuildConfig, FaceFolder, build_masked_faces
-from unmask_hf.synth import MASK_STYLES, render_mask
+from unmask_hf.synth import WORLD_STYLES, render_mask
 
 
 def faces_128(folder: str | None, count: int) -> list[np.ndarray]:
@@ -70,7 +70,7 @@ def main() -> None:
 
     faces = faces_128(args.faces, args.count)
     print(f"{'measurement':46s} {'faces/s':>8s} {'faces/CPU-s':>12s}")
-    for style in MASK_STYLES + (None,):
+    for style in WORLD_STYLES + (None,):  # random: the default styles
         label = f"render_mask 128 px, {style or 'random styles'}, 1 proc"
         print(f"{label:46s} {'%8.0f %12.0f' % rate(faces, style, 1)}")
     label = f"render_mask 128 px, random styles, {args.num_proc} proc"

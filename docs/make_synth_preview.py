@@ -1,4 +1,5 @@
-"""Writes docs/images/synth_preview.png: every mask style on scikit-image's public-domain astronaut photo.
+"""Writes docs/images/synth_preview.png (every default mask style) and docs/images/synth_world_preview.png (the
+opt-in families, a hard-negative collar and a degraded sample) on scikit-image's public-domain astronaut photo.
 
     python docs/make_synth_preview.py
 
@@ -8,6 +9,7 @@ Only this photo may go in the repo's pictures (never CelebA or anything made fro
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from skimage.data import astronaut
@@ -15,24 +17,36 @@ from skimage.data import astronaut
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from unmask_hf.faces import FaceDetector, align_face  # noqa: E402
-from unmask_hf.synth import MASK_STYLES, render_mask  # noqa: E402
+from unmask_hf.synth import EXTRA_STYLES, MASK_STYLES, make_sample, render_mask  # noqa: E402
 from unmask_hf.viz import image_grid  # noqa: E402
 
 SIZE = 160
 SEEDS = {"surgical": (3, 2), "cloth": (1, 6), "n95": (3, 2), "kn95": (0, 3), "gaiter": (1, 5)}  # two looks per style
+WORLD_SEEDS = {"printed": (12, 2, 4), "knit": (0, 4), "respirator": (1, 5), "bandana": (3, 6)}
+
+
+def sheet(crop, cells, path: Path) -> None:
+    """cells: (label, masked, map) triples → a two-row sheet (masked faces over their maps) at `path`."""
+    row = [Image.fromarray(crop)] + [Image.fromarray(m) for _, m, _ in cells]
+    maps = [Image.fromarray(crop)] + [Image.fromarray(k) for _, _, k in cells]
+    labels = ["astronaut (aligned)"] + [label for label, _, _ in cells]
+    image_grid([row, maps], cell=SIZE, labels=labels).save(path, optimize=True)
+    print(f"Wrote {path}")
+
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
     photo = astronaut()
     face = FaceDetector()(photo)[0]
     crop = align_face(photo, face.landmarks, SIZE).crop
-    masked, maps, labels = [Image.fromarray(crop)], [Image.fromarray(crop)], ["astronaut (aligned)"]
-    for style in MASK_STYLES:
-        for seed in SEEDS[style]:
-            out = render_mask(crop, seed, style)
-            masked.append(Image.fromarray(out.masked))
-            maps.append(Image.fromarray(out.mask))
-            labels.append(style)
-    path = Path(__file__).parent / "images" / "synth_preview.png"
-    image_grid([masked, maps], cell=SIZE, labels=labels).save(path, optimize=True)
-    print(f"Wrote {path}")
+    images = Path(__file__).parent / "images"
+    cells = [(style, out.masked, out.mask) for style in MASK_STYLES for out in
+             (render_mask(crop, seed, style) for seed in SEEDS[style])]
+    sheet(crop, cells, images / "synth_preview.png")
+    cells = [(style, out.masked, out.mask) for style in EXTRA_STYLES for out in
+             (render_mask(crop, seed, style) for seed in WORLD_SEEDS[style])]
+    for label, options in (("collar (not in map)", {"hard_negative_probability": 1.0}),
+                           ("degraded", {"degrade_probability": 1.0})):
+        sample = make_sample(crop, 7, SIZE, "cloth", **options)
+        cells.append((label, np.asarray(sample["masked"]), np.asarray(sample["mask"])))
+    sheet(crop, cells, images / "synth_world_preview.png")

@@ -4,7 +4,8 @@ import skimage.data
 from PIL import Image
 
 from unmask_hf.faces import TEMPLATE_LANDMARKS
-from unmask_hf.synth import MASK_STYLES, make_sample, render_mask
+from unmask_hf.synth import EXTRA_STYLES, MASK_STYLES, WORLD_STYLES, make_sample, render_mask
+from unmask_hf.training.config import TrainConfig
 
 
 def face(size: int) -> np.ndarray:
@@ -95,3 +96,56 @@ def test_make_sample():
     again = make_sample(wide, seed=5, size=96)  # PIL input works too, same bytes
     assert again["masked"].tobytes() == sample["masked"].tobytes()
     assert make_sample(wide, seed=5, size=96, style="gaiter")["mask_style"] == "gaiter"
+
+
+@pytest.mark.parametrize("style", EXTRA_STYLES)
+def test_world_styles_are_seeded_and_their_maps_exact(style):
+    image = face(128)
+    for seed in range(4):
+        out = render_mask(image, seed, style)
+        assert out.masked.tobytes() == render_mask(image, seed, style).masked.tobytes()
+        changed = (out.masked != image).any(axis=2)
+        np.testing.assert_array_equal(out.mask == 255, changed)  # rims, loops, straps and cartridges included
+        assert 0.05 < changed.mean() < 0.75
+    assert render_mask(image, 1, style).masked.tobytes() != render_mask(image, 2, style).masked.tobytes()
+
+
+def test_world_styles_are_opt_in():
+    image = face(64)
+    assert set(WORLD_STYLES) == set(MASK_STYLES) | set(EXTRA_STYLES)
+    assert {render_mask(image, seed).style for seed in range(60)} <= set(MASK_STYLES)
+    assert {render_mask(image, seed, styles=WORLD_STYLES).style for seed in range(120)} == set(WORLD_STYLES)
+    assert make_sample(image, 4, 64, styles=EXTRA_STYLES)["mask_style"] in EXTRA_STYLES
+
+
+def pair(sample: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return tuple(np.asarray(sample[k]) for k in ("image", "masked", "mask"))
+
+
+@pytest.mark.parametrize("option", ["hard_negative_probability", "degrade_probability"])
+def test_sample_options_keep_the_pair_and_the_map(option):
+    image = face(96)
+    differs = 0
+    for seed in range(6):
+        plain_image, _, plain_mask = pair(make_sample(image, seed, 96, styles=WORLD_STYLES))
+        truth, masked, mask = pair(make_sample(image, seed, 96, styles=WORLD_STYLES, **{option: 1.0}))
+        np.testing.assert_array_equal(mask, plain_mask)  # the same mask, the same map
+        np.testing.assert_array_equal((masked != truth).any(2), mask == 255)  # still exactly the changed pixels
+        outside = mask == 0
+        differs += (truth[outside] != plain_image[outside]).any(1).mean() > 0.01  # the photo itself changed
+    assert differs >= 5
+    assert make_sample(image, 0, 96, **{option: 0.0})["masked"].tobytes() == make_sample(image, 0, 96)["masked"].tobytes()
+
+
+def test_config_selects_and_holds_out_styles():
+    assert TrainConfig().synth_options["styles"] == MASK_STYLES
+    config = TrainConfig(mask_styles=list(WORLD_STYLES), held_out_styles=["printed"])
+    assert config.train_styles == tuple(s for s in WORLD_STYLES if s != "printed")
+    with pytest.raises(ValueError, match=r"mask_styles: unknown mask styles \['scarf'\]"):
+        TrainConfig(mask_styles=["cloth", "scarf"])
+    with pytest.raises(ValueError, match="held_out_styles: unknown"):
+        TrainConfig(held_out_styles=["balaclava"])
+    with pytest.raises(ValueError, match="leave no mask style"):
+        TrainConfig(mask_styles=["knit"], held_out_styles=["knit"])
+    with pytest.raises(ValueError, match="degrade_fraction"):
+        TrainConfig(degrade_fraction=1.5)

@@ -162,3 +162,18 @@ def test_no_mask_samples_are_bare_faces(faces):
     for i in bare:
         assert torch.equal(mixed[i]["masked"], mixed[i]["image"])
     assert all(plain[i]["mask"].any() for i in range(40))  # the renderer always draws a mask
+
+
+def test_synth_options_reach_the_renderer(faces):
+    from unmask_hf.training.config import TrainConfig
+    from unmask_hf.training.data import PairedFaces
+
+    folder, _ = faces
+    files = sorted(folder.iterdir())
+    plain = PairedFaces(files, 32, seed=3)
+    options = TrainConfig(mask_styles=["respirator"], hard_negative_fraction=1.0).synth_options
+    world = PairedFaces(files, 32, seed=3, synth_options=options)
+    for i in range(4):
+        a, b = plain[i], world[i]
+        assert not torch.equal(a["mask"], b["mask"])  # another style drawn from the same seed
+        assert torch.equal(b["masked"] * (1 - b["mask"]), b["image"] * (1 - b["mask"]))  # the pair agrees outside

@@ -8,15 +8,19 @@ Inside the outline a point also has *surface coordinates* (s, t): s in [-1, 1] f
 side, t in [0, 1] from the top edge to the bottom edge, so pleats, hems and seams follow the shape.
 """
 
+import io
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from unmask_hf.faces import TEMPLATE_LANDMARKS
 
-MASK_STYLES: tuple[str, ...] = ("surgical", "cloth", "n95", "kn95", "gaiter")
+MASK_STYLES: tuple[str, ...] = ("surgical", "cloth", "n95", "kn95", "gaiter")  # the embedded weights' training styles
+# Opt-in appearance families beyond those (training can select them, or hold one out to measure generalisation).
+EXTRA_STYLES: tuple[str, ...] = ("printed", "knit", "respirator", "bandana")
+WORLD_STYLES: tuple[str, ...] = MASK_STYLES + EXTRA_STYLES
 SUPERSAMPLE = 4  # outlines are drawn at 4× and box-filtered: soft, anti-aliased edges
 LOW_PROBABILITY = 0.12  # how often a mask is worn below the nose
 
@@ -87,6 +91,7 @@ class _Design:
     string_width: float = 0.0  # ... their width in mask units ...
     string_rgb: tuple = (0, 0, 0)  # ... and colour
     parts: list = field(default_factory=list)  # (polygon in mask coords, paint(x, y, px) → colour)
+    clip_parts: bool = True  # parts lie on the body (valves); False: they may stick out (cartridges)
 
 
 # ---------------------------------------------------------------- procedural textures (vectorised numpy)
@@ -145,6 +150,10 @@ FLORAL_COLORS = [[(238, 90, 120), (250, 220, 90)], [(245, 245, 240), (240, 200, 
 GAITER_COLORS = [(24, 24, 27), (30, 38, 70), (62, 62, 68), (84, 90, 52), (140, 140, 146), (165, 32, 42)] + CLOTH_COLORS
 BANDANA_COLORS = [(170, 28, 36), (180, 30, 36), (28, 40, 90), (25, 25, 28), (60, 90, 60)]
 VALVE_COLORS = [(235, 235, 232), (235, 235, 232), (150, 152, 156), (45, 45, 48), (90, 130, 190)]
+BRIGHT_COLORS = [(246, 206, 40), (250, 226, 80), (214, 30, 40), (236, 60, 60), (240, 120, 170), (250, 170, 200),
+                 (244, 130, 40), (120, 200, 60), (60, 170, 220), (150, 80, 200), (16, 16, 18), (250, 250, 250)]
+PRINT_KINDS = ["dots", "hearts", "stripes", "plaid", "checks", "florals", "camo", "text"]
+CARTRIDGE_COLORS = [(214, 70, 160), (236, 120, 190), (230, 196, 60), (110, 120, 80), (70, 70, 74), (150, 150, 154)]
 CAMO_PALETTES = [[(86, 96, 60), (60, 70, 42), (120, 100, 70), (34, 32, 28)],
                  [(196, 176, 140), (160, 130, 96), (120, 96, 70), (210, 196, 170)],
                  [(150, 150, 152), (100, 100, 104), (60, 60, 64), (200, 200, 200)]]
@@ -175,6 +184,34 @@ def _pattern(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, px: float, 
         return _mix(_fill(x, base), dot, _band(distance, period * rng.uniform(0.12, 0.3), px))
     if kind == "florals":
         return _florals(x, y, rng, px, base)
+    if kind == "hearts":
+        period = rng.uniform(0.3, 0.5)
+        gx, gy = x / period, y / period
+        gx = gx + 0.5 * (np.floor(gy) % 2)
+        size = rng.uniform(0.3, 0.4)  # heart half-size as a fraction of the period
+        hx, hy = (np.mod(gx, 1.0) - 0.5) / size, -(np.mod(gy, 1.0) - 0.5) / size + 0.25
+        implicit = (hx * hx + hy * hy - 1) ** 3 - hx * hx * hy ** 3  # the heart curve: negative inside
+        heart = _jitter_color(rng, _pick(rng, [(214, 30, 40), (240, 120, 170), (250, 250, 250), (16, 16, 18), other]))
+        return _mix(_fill(x, base), heart, np.clip(-implicit * period * size * px + 0.5, 0, 1))
+    if kind == "plaid":  # tartan: wide and thin bands of two colours crossing at right angles
+        period = rng.uniform(0.35, 0.7)
+        thin = _jitter_color(rng, _pick(rng, BRIGHT_COLORS + [(235, 235, 230)]), 10)
+        out = _fill(x, base)
+        for q in (u, v):
+            out = _mix(out, other, 0.55 * _stripes(q, period, 0.4, px))
+            out = _mix(out, thin, 0.7 * _stripes(q + period / 2, period, 0.06, px))
+        return out
+    if kind == "text":  # a logo block and a line of "letters" across the front
+        ink = _jitter_color(rng, _pick(rng, [(250, 250, 250), (16, 16, 18), (214, 30, 40), (246, 206, 40)]), 8)
+        cx, cy, h = rng.uniform(-0.6, -0.2), rng.uniform(0.9, 1.3), rng.uniform(0.25, 0.36)
+        cells = rng.random((2, 6)) < 0.85  # which letter cells are inked, two rows
+        col, row = np.floor((x - cx) / (h * 0.7)), np.floor((y - cy) / h)
+        inside = (col >= 0) & (col < 6) & (row >= 0) & (row < 2)
+        inked = cells[np.clip(row, 0, 1).astype(int), np.clip(col, 0, 5).astype(int)] & inside
+        lx, ly = np.mod((x - cx) / (h * 0.7), 1.0) - 0.5, np.mod((y - cy) / h, 1.0) - 0.5
+        stroke = np.maximum(_band(lx * h * 0.7, h * 0.22, px), _band(ly * h, h * 0.1, px)) * _band(ly * h, h * 0.38, px)
+        logo = _band(np.hypot(x - cx + h * 1.3, y - cy - h), h * 0.8, px)
+        return _mix(_mix(_fill(x, base), ink, stroke * inked), ink, logo)
     if kind == "camo":
         palette = [_jitter_color(rng, c, 6) for c in _pick(rng, CAMO_PALETTES)]
         out = _fill(x, palette[0])
@@ -270,17 +307,25 @@ def _surgical(rng: np.random.Generator, low: float) -> _Design:
     return _Design(shape, paint, _ear_loops(shape, rng), rng.uniform(0.024, 0.04), loop_rgb)
 
 
-def _cloth(rng: np.random.Generator, low: float) -> _Design:
+CLOTH_KINDS = ["solid", "solid", "solid", "stripes", "checks", "dots", "florals", "camo", "noise"]
+
+
+def _cloth(rng: np.random.Generator, low: float, kinds: Sequence[str] = CLOTH_KINDS,
+           palette: Sequence = CLOTH_COLORS, binding: bool = False) -> _Design:
+    """A fabric mask, contoured or pleated; `binding`: a contrasting bound edge (the "printed" family)."""
     top_c, top_side = rng.uniform(0.17, 0.29) + low, rng.uniform(0.47, 0.63) + low * 0.8
     bottom_c, bottom_side = rng.uniform(2.05, 2.26), rng.uniform(1.38, 1.63)
     contoured = rng.random() < 0.6  # the two-panel contoured mask with a seam down the middle, else pleated
     shape = _Shape(top=lambda s: top_side + (top_c - top_side) * (1 - np.abs(s) ** (1.3 if contoured else 2)),
                    bottom=lambda s: bottom_side + (bottom_c - bottom_side) * (1 - np.abs(s) ** (1.4 if contoured else 1.8)),
                    width=(rng.uniform(1.34, 1.47), rng.uniform(1.2, 1.34)))
-    base = _jitter_color(rng, _pick(rng, CLOTH_COLORS), 10)
-    kind = _pick(rng, ["solid", "solid", "solid", "stripes", "checks", "dots", "florals", "camo", "noise"])
+    base = _jitter_color(rng, _pick(rng, palette), 10)
+    kind = _pick(rng, kinds)
     light = _light(rng)
     ambient = rng.uniform(0.4, 0.55)
+    rim = binding and rng.random() < 0.7  # (draws nothing for plain cloth: its seeded masks stay as they were)
+    if rim:
+        rim_rgb, rim_w = _jitter_color(rng, _pick(rng, palette), 10), rng.uniform(0.04, 0.08)
 
     def paint(x, y, s, t, edge, px):
         color = _fill(x, base) if kind == "solid" else _pattern(x, y, rng, px, kind, base)
@@ -295,10 +340,36 @@ def _cloth(rng: np.random.Generator, low: float) -> _Design:
         if contoured:
             shade = shade * (1 - 0.25 * _band(s * shape.half_width(t), 0.01, px))  # the stitched seam
         shade = shade * (1 - 0.1 * _band(edge, 0.06, px))
+        if rim:  # bias binding sewn over the edge: a band of another colour all round
+            color = _mix(color, rim_rgb, np.clip((rim_w - edge) * px + 0.5, 0, 1))
         return color * shade[..., None]
 
     loop_rgb = base if rng.random() < 0.6 else _jitter_color(rng, _pick(rng, [(30, 30, 30), (235, 235, 235)]), 6)
     return _Design(shape, paint, _ear_loops(shape, rng), rng.uniform(0.033, 0.06), loop_rgb)
+
+
+def _printed(rng: np.random.Generator, low: float) -> _Design:
+    """A printed fabric mask: any colour (yellow, red, pink, black ...), always a print, often a bound edge."""
+    return _cloth(rng, low, PRINT_KINDS, CLOTH_COLORS + BRIGHT_COLORS * 2, binding=True)
+
+
+def _knit(rng: np.random.Generator, low: float) -> _Design:
+    """A knitted mask: columns of V stitches, a ribbed band at the top and bottom, thick yarn loops."""
+    design = _cloth(rng, low, ["solid"], CLOTH_COLORS + BRIGHT_COLORS)
+    fabric = design.paint
+    column, row = rng.uniform(0.07, 0.12), rng.uniform(0.05, 0.08)
+    rib = rng.uniform(0.1, 0.18)
+
+    def paint(x, y, s, t, edge, px):
+        q = np.mod(x / column, 1.0) - 0.5
+        stitch = np.mod(y / row + 1.2 * np.abs(q), 1.0)  # chevrons: each stitch is a V
+        relief = 0.18 * (np.abs(q) * 2 - 0.5) + 0.12 * (stitch - 0.5)
+        relief = np.where(edge < rib, 0.25 * np.cos(2 * np.pi * x / (column * 0.8)), relief)  # vertical ribs
+        return fabric(x, y, s, t, edge, px) * (1 + relief)[..., None]
+
+    design.paint = paint
+    design.string_width *= 1.6
+    return design
 
 
 def _n95(rng: np.random.Generator, low: float) -> _Design:
@@ -389,17 +460,18 @@ def _kn95(rng: np.random.Generator, low: float) -> _Design:
     return _Design(shape, paint, _ear_loops(shape, rng), rng.uniform(0.04, 0.06), loop_rgb)
 
 
-def _gaiter(rng: np.random.Generator, low: float) -> _Design:
-    """A neck gaiter pulled up over the nose, or a bandana tied behind the head."""
+def _gaiter(rng: np.random.Generator, low: float, bandana: bool | None = None) -> _Design:
+    """A neck gaiter pulled up over the nose, or (`bandana`, default at random) a bandana tied behind the head."""
     top_c, top_side = rng.uniform(0.19, 0.34) + low, rng.uniform(0.38, 0.54) + low * 0.8
     top = lambda s: top_side + (top_c - top_side) * (1 - np.abs(s) ** 1.6)
-    bandana = rng.random() < 0.35
+    coin = rng.random() < 0.35
+    bandana = coin if bandana is None else bandana
     if bandana:  # a triangle hanging to a point below the chin
         tip, side = rng.uniform(2.51, 2.89), rng.uniform(1.57, 1.82)
         shape = _Shape(top=top, bottom=lambda s: tip + (side - tip) * np.abs(s),
                        width=(rng.uniform(1.44, 1.55), rng.uniform(1.6, 1.77)))
-        base = _jitter_color(rng, _pick(rng, BANDANA_COLORS), 8)
-        kind = _pick(rng, ["florals", "dots", "florals", "solid"])
+        base = _jitter_color(rng, _pick(rng, BANDANA_COLORS if coin else BANDANA_COLORS + BRIGHT_COLORS), 8)
+        kind = _pick(rng, ["florals", "dots", "florals", "solid"] if coin else PRINT_KINDS)
     else:  # a tube: over the cheeks, in at the neck, down out of the picture
         shape = _Shape(top=top, bottom=lambda s: np.full_like(s, 3.45), width_t=(0.0, 0.4, 0.6, 1.0),
                        width=(rng.uniform(1.41, 1.52), rng.uniform(1.31, 1.39), rng.uniform(1.02, 1.15),
@@ -429,20 +501,80 @@ def _gaiter(rng: np.random.Generator, low: float) -> _Design:
     return _Design(shape, paint)
 
 
+def _bandana(rng: np.random.Generator, low: float) -> _Design:
+    """A bandana or scarf tied behind the head, in any colour and print."""
+    return _gaiter(rng, low, bandana=True)
+
+
+def _respirator(rng: np.random.Generator, low: float) -> _Design:
+    """A half-face elastomeric respirator: a rubber face piece, two filter cartridges on the cheeks, head straps."""
+    top, bottom = rng.uniform(0.1, 0.25) + low * 0.5, rng.uniform(1.95, 2.15)
+    center = top + 0.5 * (bottom - top)
+    arc = lambda s: (1 - np.abs(s) ** 2.2) ** (1 / 2.2)
+    shape = _Shape(top=lambda s: center - (center - top) * arc(s) - 0.08 * np.exp(-(s / 0.25) ** 2),
+                   bottom=lambda s: center + (bottom - center) * arc(s), width=(rng.uniform(1.0, 1.12),) * 2)
+    base = _jitter_color(rng, _pick(rng, [(40, 40, 44), (60, 62, 66), (70, 100, 150), (200, 190, 170), (230, 120, 160)]), 6)
+    light, ambient = _light(rng), rng.uniform(0.35, 0.5)
+
+    def paint(x, y, s, t, edge, px):
+        shade = _lambert(s * 0.9, (t - 0.55) * 1.1, light, ambient)
+        shade = shade * (1 - 0.2 * _band(edge - 0.06, 0.02, px))  # the moulded rim of the face seal
+        return _fill(x, base) * shade[..., None]
+
+    cartridge_rgb = _jitter_color(rng, _pick(rng, CARTRIDGE_COLORS), 8)
+    r, cy = rng.uniform(0.42, 0.55), center + rng.uniform(0.2, 0.45)
+    spread = rng.uniform(0.85, 1.05)
+    parts = [_cartridge(rng, side * spread, cy, r, cartridge_rgb) for side in (-1, 1)]
+    if rng.random() < 0.6:  # the exhalation valve under the chin
+        parts.append(_valve(rng, 0.0, bottom - rng.uniform(0.35, 0.45)))
+    strap_w = rng.uniform(0.07, 0.11)
+    u = np.linspace(0, 1, 8)[:, None]
+    strings = []
+    for side in (-1, 1):
+        for start_y, end_y in ((center - 0.5, rng.uniform(0.0, 0.25)), (bottom - 0.3, rng.uniform(1.5, 1.8))):
+            start, end = np.array([side * 0.9, start_y]), np.array([side * 1.55, end_y])
+            strings.append((1 - u) * start + u * end)
+    return _Design(shape, paint, strings, strap_w, _jitter_color(rng, (40, 40, 42), 8), parts, clip_parts=False)
+
+
+def _cartridge(rng: np.random.Generator, cx: float, cy: float, r: float, rgb) -> tuple:
+    """A round filter cartridge seen a little from the side: a foreshortened disc with a rim and ribs."""
+    squash = rng.uniform(0.7, 0.85)
+    angle = np.linspace(0, 2 * np.pi, 33)[:-1]
+    polygon = np.stack([cx + r * squash * np.cos(angle), cy + r * np.sin(angle)], 1)
+    light = _light(rng)
+
+    def paint(x, y, px):
+        u, v = (x - cx) / (r * squash), (y - cy) / r
+        radius = np.hypot(u, v)
+        shade = _lambert(u * 0.5, v * 0.5, light, 0.5)
+        shade = shade * (1 - 0.35 * _band(radius - 0.86, 0.06, px * r))  # the rim
+        shade = shade * (1 - 0.2 * _stripes(radius, 0.18, 0.25, px * r) * (radius < 0.7))  # concentric ribs
+        return _fill(x, rgb) * shade[..., None]
+
+    return polygon, paint
+
+
 def _light(rng: np.random.Generator) -> np.ndarray:
     light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.7, -0.05), 1.0])
     return light / np.linalg.norm(light)
 
 
-_STYLES = {"surgical": _surgical, "cloth": _cloth, "n95": _n95, "kn95": _kn95, "gaiter": _gaiter}
+_STYLES = {"surgical": _surgical, "cloth": _cloth, "n95": _n95, "kn95": _kn95, "gaiter": _gaiter,
+           "printed": _printed, "knit": _knit, "respirator": _respirator, "bandana": _bandana}
 
 
 # ---------------------------------------------------------------- placement and compositing
 
+def _face_frame(landmarks: np.ndarray) -> np.ndarray:
+    """2×3 least-squares affine: mask coordinates → pixels of the face with these 5 landmarks."""
+    design = np.concatenate([CANONICAL_LANDMARKS, np.ones((5, 1))], 1)
+    return np.linalg.lstsq(design, landmarks.astype(np.float64), rcond=None)[0].T
+
+
 def _placement(landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """3×3 matrix: mask coordinates → pixels. The face's affine frame from the landmarks, plus jitter."""
-    design = np.concatenate([CANONICAL_LANDMARKS, np.ones((5, 1))], 1)
-    frame = np.linalg.lstsq(design, landmarks.astype(np.float64), rcond=None)[0].T  # 2×3 least-squares affine
+    frame = _face_frame(landmarks)
     angle = np.deg2rad(rng.normal(0, 3.0))
     scale = rng.uniform(0.94, 1.07)
     sx = scale * rng.uniform(0.96, 1.06)
@@ -483,7 +615,7 @@ def render_mask(face: np.ndarray, rng: int | np.random.Generator, style: str | N
     if style is None:
         style = styles[rng.integers(len(styles))]
     if style not in _STYLES:
-        raise ValueError(f"Unknown mask style {style!r}; choose from {MASK_STYLES}")
+        raise ValueError(f"Unknown mask style {style!r}; choose from {WORLD_STYLES}")
     if landmarks is None:
         landmarks = TEMPLATE_LANDMARKS * np.array([w, h], np.float32)
     landmarks = np.asarray(landmarks, np.float64).reshape(5, 2)
@@ -516,10 +648,16 @@ def render_mask(face: np.ndarray, rng: int | np.random.Generator, style: str | N
     s, t, edge = design.shape.surface(mx, my)
     color = design.paint(mx, my, s, t, edge, px)
     layers = [(body_alpha, color)]
+    under = 1 - body_alpha  # where strings show: beside the mask (and beside cartridges that stick out)
     for poly, paint in parts:
-        layers.append((_draw_layer([(poly, None)], box, size) * body_alpha, paint(mx, my, px)))
+        alpha = _draw_layer([(poly, None)], box, size)
+        if design.clip_parts:
+            alpha = alpha * body_alpha
+        else:
+            under = under * (1 - alpha)
+        layers.append((alpha, paint(mx, my, px)))
     if strings:  # loops and straps lie on the face and hair, beside the mask
-        layers.append((_draw_layer(strings, box, size) * (1 - body_alpha), _fill(mx, design.string_rgb) * 0.92))
+        layers.append((_draw_layer(strings, box, size) * under, _fill(mx, design.string_rgb) * 0.92))
 
     # Match the photo: a mask in a dim or tinted picture is dim or tinted too; fabric has fine grain.
     luminance = region.mean(2)[body_alpha > 0.5]
@@ -538,13 +676,8 @@ def render_mask(face: np.ndarray, rng: int | np.random.Generator, style: str | N
         coverage = np.maximum(coverage, alpha)
     out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
-    # The map is every pixel the mask touched; where blending happened to leave a touched pixel unchanged,
-    # nudge it by one level so "changed" and "touched" are the same set.
     touched = coverage > 0
-    same = touched & (out == face[y0:y1, x0:x1]).all(2)
-    red = out[..., 0]
-    red[same] = np.where(red[same] < 255, red[same] + 1, 254)
-
+    _mark_changed(out, face[y0:y1, x0:x1], touched)
     masked = face.copy()
     masked[y0:y1, x0:x1] = np.where(touched[..., None], out, face[y0:y1, x0:x1])
     mask = np.zeros((h, w), np.uint8)
@@ -552,11 +685,82 @@ def render_mask(face: np.ndarray, rng: int | np.random.Generator, style: str | N
     return RenderedMask(masked, mask, style)
 
 
-def make_sample(face: np.ndarray | Image.Image, seed: int, size: int, style: str | None = None) -> dict:
+def _mark_changed(out: np.ndarray, reference: np.ndarray, touched: np.ndarray) -> None:
+    """The map is every pixel the mask touched; where blending happened to leave a touched pixel equal to
+    `reference`, nudge it (in place) by one level so "changed" and "touched" are the same set."""
+    same = touched & (out == reference).all(2)
+    red = out[..., 0]
+    red[same] = np.where(red[same] < 255, red[same] + 1, 254)
+
+
+def add_collar(face: np.ndarray, rng: np.random.Generator, landmarks: np.ndarray | None = None) -> np.ndarray:
+    """A hard negative: clothing in mask-like colours and prints right under the chin (not a mask, not in any map)."""
+    h, w = face.shape[:2]
+    if landmarks is None:
+        landmarks = TEMPLATE_LANDMARKS * np.array([w, h], np.float32)
+    frame = _face_frame(np.asarray(landmarks, np.float64).reshape(5, 2))
+    neck, dip, opening = rng.uniform(1.8, 2.35), rng.uniform(0.0, 0.5), rng.uniform(0.7, 1.3)
+    x = np.linspace(-5, 5, 41)
+    top = neck + dip * np.clip(1 - (x / opening) ** 2, 0, None)  # crew or V-ish neckline, shoulders level
+    outline = np.concatenate([np.stack([x, top], 1), [[5.0, 12.0], [-5.0, 12.0]]]) @ frame[:, :2].T + frame[:, 2]
+    alpha = _draw_layer([(outline, None)], (0, 0), (w, h))
+    inverse = np.linalg.inv(np.vstack([frame, [0, 0, 1]]))
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32) + 0.5, np.arange(h, dtype=np.float32) + 0.5)
+    mx = (inverse[0, 0] * gx + inverse[0, 1] * gy + inverse[0, 2]).astype(np.float32)
+    my = (inverse[1, 0] * gx + inverse[1, 1] * gy + inverse[1, 2]).astype(np.float32)
+    px = float(np.sqrt(abs(np.linalg.det(frame[:, :2]))))
+    base = _jitter_color(rng, _pick(rng, SURGICAL_COLORS + CLOTH_COLORS + BRIGHT_COLORS), 10)
+    kind = _pick(rng, ["solid", "solid", "stripes", "checks", "dots", "plaid", "noise"])
+    color = _fill(mx, base) if kind == "solid" else _pattern(mx, my, rng, px, kind, base)
+    shade = _lambert(np.clip(mx / 4, -0.8, 0.8), np.full_like(mx, -0.2), _light(rng), 0.5)
+    shade = shade * (1 - 0.35 * np.clip(1 - (my - top.min()) / 0.4, 0, 1))  # the chin's shadow on the collar
+    out = face.astype(np.float32)
+    out += (color * shade[..., None] - out) * alpha[..., None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def degrade(images: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """One random photographic degradation applied identically to several images: colour cast, low light,
+    blur, sensor noise, JPEG re-encoding (each with probability 1/2)."""
+    out = [image.astype(np.float32) for image in images]
+    if rng.random() < 0.5:  # colour cast (white balance)
+        gain = np.exp(rng.normal(0, 0.08, 3)).astype(np.float32)
+        out = [x * gain for x in out]
+    if rng.random() < 0.5:  # low light: darker and flatter
+        gain, gamma = rng.uniform(0.35, 0.8), rng.uniform(1.0, 1.4)
+        out = [255 * (np.clip(x, 0, 255) / 255) ** gamma * gain for x in out]
+    out = [Image.fromarray(np.clip(np.rint(x), 0, 255).astype(np.uint8)) for x in out]
+    if rng.random() < 0.5:
+        radius = rng.uniform(0.4, 1.5)
+        out = [x.filter(ImageFilter.GaussianBlur(radius)) for x in out]
+    out = [np.asarray(x, np.float32) for x in out]
+    if rng.random() < 0.5:
+        noise = rng.normal(0, rng.uniform(2, 8), out[0].shape).astype(np.float32)
+        out = [x + noise for x in out]
+    out = [np.clip(np.rint(x), 0, 255).astype(np.uint8) for x in out]
+    if rng.random() < 0.5:
+        quality = int(rng.integers(25, 90))
+        out = [np.asarray(_jpeg(x, quality)) for x in out]
+    return out
+
+
+def _jpeg(image: np.ndarray, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", quality=quality)
+    return Image.open(buffer).convert("RGB")
+
+
+def make_sample(face: np.ndarray | Image.Image, seed: int, size: int, style: str | None = None,
+                styles: Sequence[str] = MASK_STYLES, hard_negative_probability: float = 0.0,
+                degrade_probability: float = 0.0) -> dict:
     """One training example: the face centre-cropped square, resized to size×size, wearing a seeded random mask.
 
     Returns {"image": ground truth, "masked": face with mask, "mask": 'L' map 0/255, "mask_style": str}.
     The dataset builder and on-the-fly training both call this, so both give the same kind of sample.
+    Options (off by default, drawn from a second stream so a seed's mask is the same with or without them):
+    `hard_negative_probability`: a collar in mask-like colours under the chin, part of the photo, not the map;
+    `degrade_probability`: `degrade` applied to the photo and the masked face alike, then the masked face takes
+    the degraded photo's pixels outside the map, so the pair stays identical outside the (unchanged) map.
     """
     image = face if isinstance(face, Image.Image) else Image.fromarray(np.asarray(face))
     image = image.convert("RGB")
@@ -566,6 +770,16 @@ def make_sample(face: np.ndarray | Image.Image, seed: int, size: int, style: str
         image = image.crop((left, top, left + side, top + side))
     if side != size:
         image = image.resize((size, size), Image.LANCZOS if side > size else Image.BICUBIC)
-    rendered = render_mask(np.asarray(image), seed, style)
-    return {"image": image, "masked": Image.fromarray(rendered.masked), "mask": Image.fromarray(rendered.mask, "L"),
-            "mask_style": rendered.style}
+    options = np.random.default_rng([seed, 1])
+    photo = np.asarray(image)
+    if options.random() < hard_negative_probability:
+        photo = add_collar(photo, options)
+    rendered = render_mask(photo, seed, style, styles=styles)
+    masked = rendered.masked
+    if options.random() < degrade_probability:
+        photo, masked = degrade([photo, masked], options)
+        touched = rendered.mask == 255
+        masked = np.where(touched[..., None], masked, photo)
+        _mark_changed(masked, photo, touched)
+    return {"image": Image.fromarray(photo), "masked": Image.fromarray(masked),
+            "mask": Image.fromarray(rendered.mask, "L"), "mask_style": rendered.style}

@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 
 from ..losses import EditLossWeights
+from ..synth import MASK_STYLES, WORLD_STYLES
 
 STAGES = ("map", "edit", "joint")
 RESUME_FIXED = ("image_size", "map_model", "edit_model", "whole_discriminator", "region_discriminator", "ema_decay",
@@ -49,6 +50,14 @@ class TrainConfig:
     hflip: bool = True
     color_jitter: float = 0.1  # max relative change of brightness, contrast and saturation
     no_mask_fraction: float = 0.0  # share of training samples shown without a mask (empty map): "no mask" is an answer too
+    # Masks rendered on the fly (face folders; a built dataset is fixed): the appearance families to train on
+    # (None: synth.MASK_STYLES, what the embedded weights saw; synth.WORLD_STYLES has them all), families held out
+    # of training (to measure generalisation on them), and shares of samples with a hard-negative collar under
+    # the chin and with photographic degradation (see synth.make_sample). Validation keeps the default renderer.
+    mask_styles: list[str] | None = None
+    held_out_styles: list[str] = field(default_factory=list)
+    hard_negative_fraction: float = 0.0
+    degrade_fraction: float = 0.0
 
     log_every: int = 50
     sample_every: int = 500
@@ -65,6 +74,15 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.no_mask_fraction < 1.0:
             raise ValueError(f"no_mask_fraction must be in [0, 1), got {self.no_mask_fraction}")
+        for name in ("hard_negative_fraction", "degrade_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("mask_styles", "held_out_styles"):
+            unknown = sorted(set(getattr(self, name) or ()) - set(WORLD_STYLES))
+            if unknown:
+                raise ValueError(f"{name}: unknown mask styles {unknown} (known: {list(WORLD_STYLES)})")
+        if not self.train_styles:
+            raise ValueError(f"held_out_styles {self.held_out_styles} leave no mask style to train on")
         self.betas = tuple(self.betas)
         EditLossWeights(**self.loss_weights)  # unknown loss names fail here, not mid-run
 
@@ -84,6 +102,17 @@ class TrainConfig:
         those that shape the models, optimisers and sample stream. Batch, LR, length and logging may change."""
         return [f"{k}: checkpoint {saved[k]!r}, now {getattr(self, k)!r}" for k in RESUME_FIXED
                 if k in saved and _plain(saved[k]) != _plain(getattr(self, k))]
+
+    @property
+    def train_styles(self) -> tuple[str, ...]:
+        """The mask styles rendered for training: `mask_styles` (default MASK_STYLES) less `held_out_styles`."""
+        return tuple(s for s in (self.mask_styles or MASK_STYLES) if s not in self.held_out_styles)
+
+    @property
+    def synth_options(self) -> dict:
+        """Keyword arguments for `synth.make_sample` when training samples are rendered on the fly."""
+        return {"styles": self.train_styles, "hard_negative_probability": self.hard_negative_fraction,
+                "degrade_probability": self.degrade_fraction}
 
     @property
     def edit_loss_weights(self) -> EditLossWeights:

@@ -41,11 +41,13 @@ class PairedFaces(Dataset):
     """Samples for training and validation, indexed by a global sample index (epoch × len + item).
 
     `source` is either a `datasets.Dataset` with `image`, `masked`, `mask` columns (a built dataset), or a
-    list of plain face image paths whose masks are rendered on the fly with `synth.make_sample`.
+    list of plain face image paths whose masks are rendered on the fly with `synth.make_sample`
+    (`synth_options`: its keyword arguments, e.g. the styles to render; default its defaults).
     """
 
     def __init__(self, source, image_size: int, seed: int = 0, augment: bool = False,
-                 hflip: bool = True, color_jitter: float = 0.0, no_mask_fraction: float = 0.0):
+                 hflip: bool = True, color_jitter: float = 0.0, no_mask_fraction: float = 0.0,
+                 synth_options: dict | None = None):
         self.source = source
         self.render = isinstance(source, Sequence) and (len(source) == 0 or isinstance(source[0], (str, Path)))
         self.image_size = image_size
@@ -54,6 +56,7 @@ class PairedFaces(Dataset):
         self.hflip = hflip
         self.color_jitter = color_jitter
         self.no_mask_fraction = no_mask_fraction
+        self.synth_options = synth_options or {}
 
     def __len__(self) -> int:
         return len(self.source)
@@ -73,7 +76,8 @@ class PairedFaces(Dataset):
         rng = np.random.default_rng([self.seed, index])
         item = index % len(self.source)
         if self.render:
-            sample = make_sample(np.asarray(load_image(self.source[item])), int(rng.integers(2**31)), self.image_size)
+            sample = make_sample(np.asarray(load_image(self.source[item])), int(rng.integers(2**31)), self.image_size,
+                                 **self.synth_options)
         else:
             sample = self.source[item]
         return self.prepare(sample, rng, item)
