@@ -17,9 +17,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter
 
 from unmask_hf import losses
+from unmask_hf.blend import erode
 
 SAME_PERSON_THRESHOLD = 0.6  # dlib's documented decision threshold for its 128-D face descriptors
 
@@ -68,18 +68,12 @@ def _laplacian(image: np.ndarray) -> np.ndarray:
     return y[:-2, 1:-1] + y[2:, 1:-1] + y[1:-1, :-2] + y[1:-1, 2:] - 4 * y[1:-1, 1:-1]
 
 
-def erode(mask, pixels: int) -> np.ndarray:
-    """Shrink a mask by `pixels` in every direction (a square structuring element)."""
-    m = Image.fromarray(to_mask(mask).astype(np.uint8) * 255)
-    return np.asarray(m.filter(ImageFilter.MinFilter(2 * pixels + 1))) > 0 if pixels > 0 else np.asarray(m) > 0
-
-
 def detail_ratio(output, target, mask, erosion: int = 2) -> float:
     """Fine detail inside the mask relative to the true face: std of the Laplacian of the output over the
     mask eroded by `erosion` px (so the mask's border, a seam, does not count), divided by the same for the
     target. 1 = as sharp as the truth, below 1 = smoother (a blurry fill), above 1 = noisier. NaN when the
     eroded mask is empty or the target is flat there."""
-    inner = erode(mask, erosion)[1:-1, 1:-1]  # the Laplacian's valid positions
+    inner = erode(to_mask(mask), erosion)[1:-1, 1:-1]  # the Laplacian's valid positions
     if not inner.any():
         return float("nan")
     truth = _laplacian(target)[inner].std()

@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub import HfApi, ModelCard, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
-from PIL import Image, ImageFilter
+from PIL import Image
 
+from .blend import blend_patch, dilate
 from .faces import FaceDetector, align_face, paste_back
 from .model_card import render_model_card
 from .io import ImageInput, images_to_tensor, load_image, load_mask, tensor_to_arrays
@@ -274,10 +275,9 @@ class UnmaskPipeline:
             if crop.matrix is None:
                 out, region_full = self._paste_aligned(out, region, generated, user_mask)
             else:
-                # paste_back feathers inward from the region's edge: grow a predicted map a little so the
-                # feathered band covers the mask's rim instead of letting fabric show through.
-                paste_region = region if user_mask is not None else _dilate(region, MAP_DILATION)
-                out, pasted = paste_back(out, generated, paste_region, crop.matrix)
+                # Grow the map a little so the paste covers the mask's rim instead of letting fabric show through;
+                # a user's mask is the exact limit (the crop-space copy only says which face covers which part).
+                out, pasted = paste_back(out, generated, dilate(region, MAP_DILATION), crop.matrix, user_mask)
                 region_full = pasted > 0
             full_mask |= region_full
             faces.append(FaceResult(crop.box, crop.landmarks, Image.fromarray(crop.crop),
@@ -291,19 +291,15 @@ class UnmaskPipeline:
 
     def _paste_aligned(self, photo: np.ndarray, region: np.ndarray, generated: np.ndarray,
                        user_mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Composite at full resolution: the map and the generated crop are resized up, pixels outside stay exact."""
+        """Composite at full resolution: the map and the generated crop are resized up and blended in
+        (`blend.blend_patch`), pixels outside stay exact."""
         h, w = photo.shape[:2]
         if user_mask is not None:
             full = user_mask
-        else:
-            soft = F.interpolate(torch.from_numpy(region.astype(np.float32))[None, None], size=(h, w), mode="bilinear",
-                                 align_corners=False)
+        else:  # grown as in the detection path
+            soft = F.interpolate(torch.from_numpy(dilate(region, MAP_DILATION).astype(np.float32))[None, None],
+                                 size=(h, w), mode="bilinear", align_corners=False)
             full = soft[0, 0].numpy() > 0.5
         big = np.asarray(Image.fromarray(generated).resize((w, h), Image.BICUBIC))
-        return np.where(full[..., None], big, photo), full
+        return blend_patch(photo, big, full, max(h, w), exact_edge=user_mask is not None), full
 
-
-def _dilate(region: np.ndarray, pixels: int) -> np.ndarray:
-    """Grow a boolean map by `pixels` in every direction."""
-    grown = Image.fromarray(region.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(2 * pixels + 1))
-    return np.asarray(grown) > 0
