@@ -163,3 +163,16 @@ def test_paste_back_at_the_photo_border(astronaut_rgb):
     out, mask = paste_back(astronaut_rgb, black, full, aligned.matrix)
     assert mask[:, 60:].max() == 0 and mask[:450].max() == 0 and mask.max() == 255
     assert (out[mask == 0] == astronaut_rgb[mask == 0]).all()
+
+
+def test_a_small_face_is_pasted_at_its_own_size_without_aliasing():
+    # A face about 40 px across in the photo, filled at the 128 px working size: the crop is shrunk about 3x.
+    photo = np.full((200, 200, 3), 120, np.uint8)
+    landmarks = TEMPLATE_LANDMARKS * 40 + np.array([80.0, 80.0])
+    aligned = align_face(photo, landmarks, 128)
+    checker = (np.indices((128, 128)).sum(0) % 2 * 255).astype(np.uint8)  # finest detail: 1 px checkerboard
+    out, mask = paste_back(photo, np.repeat(checker[..., None], 3, 2), np.ones((128, 128), np.float32), aligned.matrix)
+    inside = (mask == 255) & (np.abs(np.arange(200) - 100)[None, :] < 10) & (np.abs(np.arange(200) - 100)[:, None] < 10)
+    pasted = out[inside].astype(float)
+    assert inside.sum() > 300 and abs(pasted.mean() - 127.5) < 10 and pasted.std() < 25  # averaged, no moiré
+    assert (out[mask == 0] == photo[mask == 0]).all()

@@ -178,3 +178,19 @@ def test_masks_from_brush_layers_and_grayscale_agree(tmp_path):
     for source in (layer, tmp_path / "layer.png", gray, np.asarray(gray), np.asarray(gray) > 0):
         assert load_mask(source, (10, 10)).sum() == 9
     assert load_mask(gray, (20, 20)).shape == (20, 20)
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_drawn_mask_empty_or_over_the_whole_face_changes_nothing(tiny_pipeline, astronaut_rgb, aligned):
+    empty = np.zeros(astronaut_rgb.shape[:2], np.uint8)
+    result = tiny_pipeline(astronaut_rgb, aligned=aligned, mask=empty)
+    assert any("drawn mask is empty" in note for note in result.notes)
+    assert np.array_equal(np.asarray(result.image), astronaut_rgb) and not np.asarray(result.mask).any()
+    everything = np.full(astronaut_rgb.shape[:2], 255, np.uint8)
+    result = tiny_pipeline(astronaut_rgb, aligned=aligned, mask=everything)
+    assert any("covers the whole face" in note for note in result.notes) and result.faces == []
+    assert np.array_equal(np.asarray(result.image), astronaut_rgb) and not np.asarray(result.mask).any()
+    # Mouth and chin only (the face's lower half): filled as usual.
+    lower = empty.copy()
+    lower[260:400, 150:360] = 255
+    assert not tiny_pipeline(astronaut_rgb, aligned=aligned, mask=lower).notes

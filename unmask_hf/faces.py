@@ -321,7 +321,11 @@ def paste_back(image: np.ndarray, crop_output: np.ndarray, crop_mask: np.ndarray
     # Work only on the photo region the crop covers: region pixel q is image pixel q + (x0, y0).
     region_to_crop = matrix @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], dtype=np.float64)
     roi = (x1 - x0, y1 - y0)
-    edited = np.asarray(_warp(Image.fromarray(crop_output), region_to_crop, roi))
+    # A face smaller than the crop: box-filter the output down first (bilinear alone aliases beyond 2x), so it
+    # is pasted at the face's own size without jaggies.
+    factor = max(1, int(_scale(matrix)))
+    region_to_reduced = np.diag([1 / factor, 1 / factor, 1]) @ np.vstack([region_to_crop, [0, 0, 1]])
+    edited = np.asarray(_warp(Image.fromarray(crop_output).reduce(factor), region_to_reduced[:2], roi))
     inside = np.asarray(_warp(Image.fromarray(mask), region_to_crop, roi)) >= 0.5
     if within is not None:
         inside &= within[y0:y1, x0:x1]

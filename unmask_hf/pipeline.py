@@ -20,7 +20,7 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, Repo
 from PIL import Image
 
 from .blend import blend_patch, dilate
-from .faces import FaceDetector, align_face, paste_back
+from .faces import TEMPLATE_LANDMARKS, FaceDetector, align_face, paste_back
 from .model_card import render_model_card
 from .io import ImageInput, images_to_tensor, load_image, load_mask, tensor_to_arrays
 from .models import EditGenerator, MapGenerator
@@ -29,6 +29,8 @@ from .models.hub import WEIGHTS_NAME, HubModule, resolve_weights
 from .viz import overlay_mask
 
 MAP_DILATION = 2  # pixels at the model's working size; see _assemble
+# A drawn mask over more than this share of the face's eyes-to-mouth box leaves nothing to predict the face from.
+WHOLE_FACE = 0.9
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default"
 PIPELINE_CONFIG = "pipeline.json"
@@ -223,7 +225,11 @@ class UnmaskPipeline:
         notes: list[list[str]] = [[] for _ in photos]
         crops: list[_Crop] = []
         for i, (photo, user_mask) in enumerate(zip(photos, user_masks)):
-            crops += self._aligned_crops(i, photo, user_mask) if aligned else self._face_crops(i, photo, user_mask, notes[i])
+            if user_mask is not None and not user_mask.any():
+                notes[i].append("The drawn mask is empty: nothing was changed. Paint over the face mask to remove it.")
+                continue
+            found = self._aligned_crops(i, photo, user_mask) if aligned else self._face_crops(i, photo, user_mask, notes[i])
+            crops += _drop_covered_faces(found, notes[i])
         outputs = self._run(crops)
         results = []
         for i, (photo, user_mask) in enumerate(zip(photos, user_masks)):
@@ -282,7 +288,7 @@ class UnmaskPipeline:
             full_mask |= region_full
             faces.append(FaceResult(crop.box, crop.landmarks, Image.fromarray(crop.crop),
                                     Image.fromarray(region.astype(np.uint8) * 255), Image.fromarray(composited)))
-        if user_mask is not None:  # the user's mask is the contract: nothing outside it changes
+        if user_mask is not None and pieces:  # the user's mask is the contract: nothing outside it changes
             out = np.where(user_mask[..., None], out, original)
             full_mask = user_mask
         result_image = Image.fromarray(out)
@@ -303,3 +309,23 @@ class UnmaskPipeline:
         big = np.asarray(Image.fromarray(generated).resize((w, h), Image.BICUBIC))
         return blend_patch(photo, big, full, max(h, w), exact_edge=user_mask is not None), full
 
+
+def _drop_covered_faces(crops: list[_Crop], notes: list[str]) -> list[_Crop]:
+    """The crops whose drawn mask leaves some of the face visible; a note for each one left unchanged."""
+    (x0, y0), (x1, y1) = TEMPLATE_LANDMARKS.min(0), TEMPLATE_LANDMARKS.max(0)
+    kept = []
+    for crop in crops:
+        if crop.user_mask is not None:
+            size = crop.user_mask.shape[0]
+            box = crop.user_mask[round(y0 * size):round(y1 * size) + 1, round(x0 * size):round(x1 * size) + 1]
+            if box.mean() > WHOLE_FACE:
+                notes.append(f"The drawn mask covers the whole face at {_box_text(crop.box)} (eyes included): there is "
+                             "nothing left to predict it from, so it was left unchanged. Paint over the face mask only.")
+                continue
+        kept.append(crop)
+    return kept
+
+
+def _box_text(box: tuple[float, float, float, float]) -> str:
+    x0, y0, x1, y1 = (round(v) for v in box)
+    return f"x {x0}-{x1}, y {y0}-{y1}"
