@@ -46,7 +46,7 @@ def test_membrane_interpolates_the_known_values():
 def test_user_mask_edge_matches_colour_and_leaves_the_rest(skin):
     r = region()
     shifted = np.clip(skin.astype(int) + [30, -20, 10], 0, 255).astype(np.uint8)  # right detail, wrong colour
-    out = blend_patch(skin, shifted, r, face_size=200, exact_edge=True)
+    out = blend_patch(skin, shifted, r, face_size=200, upscale=2, exact_edge=True)
     assert np.array_equal(out[~r], skin[~r])
     before = np.abs(shifted[r].astype(float).mean(0) - skin[r].mean(0)).mean()
     after = np.abs(out[r].astype(float).mean(0) - skin[r].mean(0)).mean()
@@ -54,14 +54,14 @@ def test_user_mask_edge_matches_colour_and_leaves_the_rest(skin):
     # No seam: the step across the region's top edge is no larger than between neighbouring rows elsewhere.
     step = np.abs(out[90].astype(float) - out[89]).mean()
     assert step < 1.5 * np.abs(skin[60].astype(float) - skin[59]).mean()
-    assert np.array_equal(out, blend_patch(skin, shifted, r, face_size=200, exact_edge=True))  # deterministic
+    assert np.array_equal(out, blend_patch(skin, shifted, r, face_size=200, upscale=2, exact_edge=True))  # deterministic
 
 
 def test_an_ear_loop_outside_the_mask_does_not_bleed_in(skin):
     r = region()
     photo = skin.copy()
     photo[100:120, 40:50] = 20  # a dark strap touching the region's left edge
-    out = blend_patch(photo, skin, r, face_size=200, exact_edge=True)
+    out = blend_patch(photo, skin, r, face_size=200, upscale=2, exact_edge=True)
     assert np.abs(out[100:120, 50:60].astype(float) - skin[100:120, 50:60]).mean() < 8
 
 
@@ -70,18 +70,19 @@ def test_grain_matches_the_visible_skin(skin):
     soft = np.asarray(Image.fromarray(skin).filter(ImageFilter.GaussianBlur(2)))  # an upscaled-looking patch
     assert detail_ratio(np.where(r[..., None], soft, skin), skin, r) < 0.4
     for exact in (True, False):
-        out = blend_patch(skin, soft, r, face_size=200, exact_edge=exact)
+        out = blend_patch(skin, soft, r, face_size=200, upscale=2, exact_edge=exact)
         assert np.array_equal(out[~r], skin[~r])
         assert 0.8 < detail_ratio(out, skin, r) < 1.25
-    # A patch as detailed as the photo gets (almost) no grain.
-    assert detail_ratio(blend_patch(skin, skin, r, face_size=200, exact_edge=True), skin, r) < 1.1
+    # A patch shrunk to a small face gets none; one as detailed as the photo (almost) none.
+    assert detail_ratio(blend_patch(skin, soft, r, face_size=200, upscale=0.5, exact_edge=True), skin, r) < 0.4
+    assert detail_ratio(blend_patch(skin, skin, r, face_size=200, upscale=2, exact_edge=True), skin, r) < 1.1
 
 
 def test_predicted_map_is_feathered_inward(skin):
     r = region()
     black = np.zeros_like(skin)
-    out = blend_patch(skin, black, r, face_size=200, exact_edge=False)
+    out = blend_patch(skin, black, r, face_size=200, upscale=2, exact_edge=False)
     assert np.array_equal(out[~r], skin[~r])
     assert out[90, 100].mean() > 0.5 * skin[90, 100].mean()  # the edge row is mostly photo
     assert out[130, 100].max() <= 30  # the middle is the patch (plus a little grain)
-    assert np.array_equal(blend_patch(skin, black, np.zeros_like(r), 200, False), skin)
+    assert np.array_equal(blend_patch(skin, black, np.zeros_like(r), 200, 2, False), skin)

@@ -80,12 +80,14 @@ def _add_grain(patch: np.ndarray, original: np.ndarray, region: np.ndarray, skin
     return patch + (missing / _spread(_fine_detail(noise))) * noise[..., None]
 
 
-def blend_patch(photo: np.ndarray, patch: np.ndarray, region: np.ndarray, face_size: float, exact_edge: bool,
-                seed: int = 0) -> np.ndarray:
+def blend_patch(photo: np.ndarray, patch: np.ndarray, region: np.ndarray, face_size: float, upscale: float,
+                exact_edge: bool, seed: int = 0) -> np.ndarray:
     """`photo` with `patch` blended in over `region` (H×W bool); both H×W×3 uint8, the patch already at the photo's
     resolution. face_size: the face crop's side in photo pixels (it scales the feather and the skin band the grain
-    is measured on, 5 % of it). exact_edge: the region is the user's mask (replaced entirely, membrane at the edge);
-    else it is a predicted map (feathered inward). Pixels outside the region are returned unchanged; deterministic."""
+    is measured on, 5 % of it); upscale: photo pixels per model pixel (grain only above 1: a patch shrunk to a
+    small face has all the detail its pixels can hold, and grain there is speckle). exact_edge: the region is the
+    user's mask (replaced entirely, membrane at the edge); else it is a predicted map (feathered inward). Pixels
+    outside the region are returned unchanged; deterministic."""
     if not region.any():
         return photo.copy()
     original, generated = photo.astype(np.float32), patch.astype(np.float32)
@@ -98,6 +100,7 @@ def blend_patch(photo: np.ndarray, patch: np.ndarray, region: np.ndarray, face_s
         # edge blurs to 0.5 there); multiplying by the region keeps it exactly 0 outside.
         blurred = Image.fromarray(region.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(0.015 * face_size))
         out, alpha = generated, np.clip(np.asarray(blurred) / 127.5 - 1.0, 0.0, 1.0) * region
-    out = _add_grain(out, original, region, visible & dilate(region, max(round(0.05 * face_size), 3)), seed)
+    if upscale > 1:
+        out = _add_grain(out, original, region, visible & dilate(region, max(round(0.05 * face_size), 3)), seed)
     blended = alpha[..., None] * np.clip(out, 0, 255) + (1 - alpha[..., None]) * original
     return np.where(region[..., None], np.round(blended), original).astype(np.uint8)

@@ -330,6 +330,7 @@ def paste_back(image: np.ndarray, crop_output: np.ndarray, crop_mask: np.ndarray
     if within is not None:
         inside &= within[y0:y1, x0:x1]
     out = image.copy()
-    out[y0:y1, x0:x1] = blend_patch(out[y0:y1, x0:x1], edited, inside, size / _scale(matrix), within is not None)
+    out[y0:y1, x0:x1] = blend_patch(out[y0:y1, x0:x1], edited, inside, size / _scale(matrix), 1 / _scale(matrix),
+                                    within is not None)
     full_mask[y0:y1, x0:x1] = inside * 255
     return out, full_mask

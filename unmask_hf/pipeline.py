@@ -307,7 +307,7 @@ class UnmaskPipeline:
                                  size=(h, w), mode="bilinear", align_corners=False)
             full = soft[0, 0].numpy() > 0.5
         big = np.asarray(Image.fromarray(generated).resize((w, h), Image.BICUBIC))
-        return blend_patch(photo, big, full, max(h, w), exact_edge=user_mask is not None), full
+        return blend_patch(photo, big, full, max(h, w), max(h, w) / len(region), exact_edge=user_mask is not None), full
 
 
 def _drop_covered_faces(crops: list[_Crop], notes: list[str]) -> list[_Crop]:
