@@ -19,6 +19,9 @@ from PIL import Image, ImageFilter
 # Ring pixels where photo and patch differ by more than this (mean over channels, 0-255) are not skin the patch
 # should match: ear loops, straps, fabric just outside the region. They are left out of the correction.
 MAX_DIFFERENCE = 40.0
+# Share of the missing fine detail that grain fills, and its ceiling (grey levels): full matching looked like
+# speckle on JPEG-noisy photos of the real-photo contact sheet.
+GRAIN_SHARE, MAX_GRAIN = 0.7, 4.0
 
 
 def dilate(region: np.ndarray, pixels: int) -> np.ndarray:
@@ -73,7 +76,8 @@ def _add_grain(patch: np.ndarray, original: np.ndarray, region: np.ndarray, skin
     """The patch plus luminance noise that lifts its fine detail inside `region` to that of `original` on `skin`."""
     luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)
     target, current = _spread(_fine_detail(original @ luma)[skin]), _spread(_fine_detail(patch @ luma)[region])
-    missing = np.sqrt(max(target**2 - current**2, 0.0))
+    # White noise looks coarser than real skin texture of the same spread, so it fills the gap only partly.
+    missing = min(GRAIN_SHARE * np.sqrt(max(target**2 - current**2, 0.0)), MAX_GRAIN)
     if missing < 0.5:  # grey levels: rounding to uint8 would hide it anyway
         return patch
     noise = np.random.default_rng(seed).standard_normal(region.shape).astype(np.float32)
