@@ -72,7 +72,7 @@ def test_grain_matches_the_visible_skin(skin):
     for exact in (True, False):
         out = blend_patch(skin, soft, r, face_size=200, upscale=2, exact_edge=exact)
         assert np.array_equal(out[~r], skin[~r])
-        assert 0.8 < detail_ratio(out, skin, r) < 1.25
+        assert 0.5 < detail_ratio(out, skin, r) < 1.0  # most of the missing detail, never more than the photo's
     # A patch shrunk to a small face gets none; one as detailed as the photo (almost) none.
     assert detail_ratio(blend_patch(skin, soft, r, face_size=200, upscale=0.5, exact_edge=True), skin, r) < 0.4
     assert detail_ratio(blend_patch(skin, skin, r, face_size=200, upscale=2, exact_edge=True), skin, r) < 1.1
