@@ -75,7 +75,7 @@ def test_evaluate_summary(setup):
     # Person 1's photos 5 and 6 are not evaluated but are in the gallery; person 7 is not among the first 4.
     assert summary["samples"] == 4 and summary["verification_samples"] == 4
     assert list(summary["methods"]) == list(METHODS)
-    per_method = {"psnr", "ssim", "psnr_bbox", "ssim_bbox", "l1_mask", "identity_distance",
+    per_method = {"psnr", "ssim", "psnr_bbox", "ssim_bbox", "l1_mask", "detail_ratio", "identity_distance",
                   "verification_distance", "verification_match_rate"}
     for name, method in summary["methods"].items():
         assert set(method) == {"label", "count", "seconds_per_image", "metrics", "fd_vgg"}

@@ -191,3 +191,16 @@ def test_marked_faces_land_on_the_template():
     assert np.allclose(by_eyes.landmarks, TEMPLATE_LANDMARKS * size + 50, atol=1e-3)
     assert np.allclose(by_eyes.box, TEMPLATE_BOX * size + 50, atol=1e-3)  # the box a detector would give
     assert by_box.score == by_eyes.score == 1.0
+
+
+def test_a_small_face_is_pasted_at_its_own_size_without_aliasing():
+    # A face about 40 px across in the photo, filled at the 128 px working size: the crop is shrunk about 3x.
+    photo = np.full((200, 200, 3), 120, np.uint8)
+    landmarks = TEMPLATE_LANDMARKS * 40 + np.array([80.0, 80.0])
+    aligned = align_face(photo, landmarks, 128)
+    checker = (np.indices((128, 128)).sum(0) % 2 * 255).astype(np.uint8)  # finest detail: 1 px checkerboard
+    out, mask = paste_back(photo, np.repeat(checker[..., None], 3, 2), np.ones((128, 128), np.float32), aligned.matrix)
+    inside = (mask == 255) & (np.abs(np.arange(200) - 100)[None, :] < 10) & (np.abs(np.arange(200) - 100)[:, None] < 10)
+    pasted = out[inside].astype(float)
+    assert inside.sum() > 300 and abs(pasted.mean() - 127.5) < 10 and pasted.std() < 25  # averaged, no moiré
+    assert (out[mask == 0] == photo[mask == 0]).all()

@@ -10,6 +10,7 @@ from unmask_hf import losses
 from unmask_hf.losses import (
     CAFFE_NORM,
     EditLossWeights,
+    IdentityLoss,
     PerceptualLoss,
     discriminator_loss,
     edit_generator_loss,
@@ -18,6 +19,9 @@ from unmask_hf.losses import (
     map_loss,
     ssim,
 )
+from unmask_hf.models.mobilefacenet import load_face_embedder
+
+from .test_mobilefacenet import write_mobilefacenet
 
 
 def write_vgg(path, cfg: str, last_conv: int) -> str:
@@ -182,3 +186,31 @@ def test_edit_loss_l1_ignores_pixels_outside_mask():
     assert losses.masked_l1(output, target, mask).item() == 0
     assert losses.masked_l1(target + 0.5, target, mask).item() == pytest.approx(0.5)
     assert losses.masked_l1(output, target, torch.zeros_like(mask)).item() == 0  # empty mask: no division by 0
+
+
+def test_identity_loss(tmp_path):
+    identity = IdentityLoss(load_face_embedder(write_mobilefacenet(tmp_path / "mfn.safetensors")))
+    target = to_tensor(data.astronaut()[:256:2, 128:384:2])
+    other = to_tensor(data.coffee()[:128, 200:328])
+    assert identity(target, target).item() == pytest.approx(0.0, abs=1e-5)
+    assert 0 < identity(other, target).item() <= 2
+    output = other.clone().requires_grad_()
+    target = target.requires_grad_()
+    identity(output, target).backward()
+    assert torch.isfinite(output.grad).all() and output.grad.abs().sum() > 0
+    assert target.grad is None  # the truth is only a reference
+
+
+def test_edit_loss_with_identity(tmp_path, vgg16_path):
+    perceptual = PerceptualLoss(load_perceptual_network(vgg16_path))
+    identity = IdentityLoss(load_face_embedder(write_mobilefacenet(tmp_path / "mfn.safetensors")))
+    target, output = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    mask = torch.ones(2, 1, 64, 64)
+    plain, plain_terms = edit_generator_loss(output, target, mask, None, None, perceptual)
+    total, terms = edit_generator_loss(output, target, mask, None, None, perceptual, EditLossWeights(identity=0.5),
+                                       identity)
+    assert set(terms) == set(plain_terms) | {"identity"}
+    assert torch.allclose(total, plain + 0.5 * terms["identity"]) and terms["identity"] > 0
+    assert EditLossWeights().identity == 0  # existing configs train exactly as before
+    with pytest.raises(ValueError, match="identity-weights"):
+        edit_generator_loss(output, target, mask, None, None, perceptual, EditLossWeights(identity=0.5))

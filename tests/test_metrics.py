@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 from skimage import data
 from skimage.metrics import structural_similarity
 from torchvision.models.vgg import cfgs, make_layers
@@ -55,6 +55,23 @@ def test_ssim_matches_skimage():
     assert metrics.ssim(Image.fromarray(a), Image.fromarray(b)) == pytest.approx(ref, abs=1e-4)  # PIL works too
 
 
+def test_detail_ratio():
+    img, mask = astronaut(), box_mask()
+    blurred = np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(1.5)))
+    noisy = np.clip(img + np.random.default_rng(0).normal(0, 25, img.shape), 0, 255).astype(np.uint8)
+    assert metrics.detail_ratio(img, img, mask) == pytest.approx(1.0)
+    assert metrics.detail_ratio(blurred, img, mask) < 0.6
+    assert metrics.detail_ratio(noisy, img, mask) > 1.2
+    # Only the (eroded) mask counts: blurring everything else, or a seam on the mask's border, changes nothing.
+    seam = np.where(mask[..., None] > 0, img, blurred)
+    seam[69:71] = 255
+    assert metrics.detail_ratio(seam, img, mask) == pytest.approx(1.0)
+    assert metrics.image_metrics(blurred, img, mask)["detail_ratio"] == metrics.detail_ratio(blurred, img, mask)
+    tiny = np.zeros((128, 128), bool)
+    tiny[60:63, 60:63] = True  # nothing left after erosion
+    assert math.isnan(metrics.detail_ratio(img, img, tiny))
+
+
 def test_masks_in_any_convention():
     m255 = box_mask(16)
     assert np.array_equal(metrics.to_mask(m255), metrics.to_mask(m255 // 255))
@@ -75,7 +92,7 @@ def test_mask_metrics_known_values():
 def test_empty_mask_gives_nan_region_metrics():
     img = astronaut(32)
     m = metrics.image_metrics(img, img, np.zeros((32, 32), np.uint8))
-    assert m["psnr"] == math.inf and all(math.isnan(m[k]) for k in ("psnr_bbox", "ssim_bbox", "l1_mask"))
+    assert m["psnr"] == math.inf and all(math.isnan(m[k]) for k in ("psnr_bbox", "ssim_bbox", "l1_mask", "detail_ratio"))
 
 
 def test_frechet_distance():

@@ -212,3 +212,19 @@ def test_a_marked_face_is_unmasked_where_detection_found_none(tiny_pipeline, ast
 def test_bad_face_marks_are_clear_errors(tiny_pipeline, astronaut_rgb, mark, message):
     with pytest.raises(ValueError, match=message):
         tiny_pipeline(astronaut_rgb, **mark)
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_drawn_mask_empty_or_over_the_whole_face_changes_nothing(tiny_pipeline, astronaut_rgb, aligned):
+    empty = np.zeros(astronaut_rgb.shape[:2], np.uint8)
+    result = tiny_pipeline(astronaut_rgb, aligned=aligned, mask=empty)
+    assert any("drawn mask is empty" in note for note in result.notes)
+    assert np.array_equal(np.asarray(result.image), astronaut_rgb) and not np.asarray(result.mask).any()
+    everything = np.full(astronaut_rgb.shape[:2], 255, np.uint8)
+    result = tiny_pipeline(astronaut_rgb, aligned=aligned, mask=everything)
+    assert any("covers the whole face" in note for note in result.notes) and result.faces == []
+    assert np.array_equal(np.asarray(result.image), astronaut_rgb) and not np.asarray(result.mask).any()
+    # Mouth and chin only (the face's lower half): filled as usual.
+    lower = empty.copy()
+    lower[260:400, 150:360] = 255
+    assert not tiny_pipeline(astronaut_rgb, aligned=aligned, mask=lower).notes

@@ -17,6 +17,7 @@ from unmask_hf import UnmaskPipeline
 from unmask_hf.training.checkpoint import is_complete, list_checkpoints
 
 from .test_losses import write_vgg
+from .test_mobilefacenet import write_mobilefacenet
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "train" / "configs" / "smoke.yaml")
@@ -124,6 +125,20 @@ def test_resume_matches_uninterrupted_run(tmp_path, faces, vgg):
         assert all(torch.equal(wa[k], wb[k]) for k in wa), name
     state = torch.load(b / "custom_checkpoint_0.pkl", weights_only=True)
     assert state["step"] == 4
+
+
+@pytest.mark.slow
+def test_edit_stage_with_identity_loss(tmp_path, faces, vgg):
+    folder, _ = faces
+    config = tmp_path / "identity.yaml"
+    config.write_text(Path(SMOKE).read_text() + "loss_weights: {identity: 0.5}\n")
+    base = ["--config", str(config), "--stage", "edit", "--faces", str(folder), "--perceptual-weights", vgg,
+            "--max-steps", "2"]
+    weights = write_mobilefacenet(tmp_path / "mfn.safetensors")
+    train(*base, "--output-dir", str(tmp_path / "edit"), "--identity-weights", weights)
+    assert UnmaskPipeline.from_pretrained(tmp_path / "edit" / "pipeline", device="cpu").info["steps"] == 2
+    missing = train(*base, "--output-dir", str(tmp_path / "o2"), check=False)
+    assert missing.returncode != 0 and "identity network" in missing.stderr and "--identity-weights" in missing.stderr
 
 
 def test_bad_inputs_fail_before_training(tmp_path, faces, vgg):

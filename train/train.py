@@ -34,8 +34,9 @@ from PIL import Image
 from unmask_hf import UnmaskPipeline
 from unmask_hf.io import tensor_to_arrays
 from unmask_hf.dataset import BuildConfig
-from unmask_hf.losses import (PerceptualLoss, discriminator_loss, edit_generator_loss, load_perceptual_network,
-                              map_loss)
+from unmask_hf.losses import (IdentityLoss, PerceptualLoss, discriminator_loss, edit_generator_loss,
+                              load_perceptual_network, map_loss)
+from unmask_hf.models.mobilefacenet import load_face_embedder
 from unmask_hf.metrics import image_metrics, mask_metrics
 from unmask_hf.models import EditGenerator, MapGenerator, MaskRegionDiscriminator, WholeDiscriminator, composite
 from unmask_hf.training.checkpoint import list_checkpoints, resume_from, save_checkpoint
@@ -67,6 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init", help="pipeline to start from (folder or Hub id); the other module is kept as is")
     p.add_argument("--init-revision", help="with a Hub id as --init: the commit sha (or branch, tag) to start from")
     p.add_argument("--perceptual-weights", help="local safetensors VGG features (default: torchvision VGG-19)")
+    p.add_argument("--identity-weights", help="MobileFaceNet safetensors for the identity loss (loss_weights.identity > 0)")
     p.add_argument("--resume", nargs="?", const="latest", help="resume from the latest checkpoint, or from PATH")
     p.add_argument("--push-to-hub", metavar="ORG/NAME", help="upload the final pipeline to this Hub repo")
     p.add_argument("--save-dtype", choices=["fp32", "fp16"], default="fp32", help="dtype of the saved pipelines")
@@ -174,6 +176,12 @@ def main(argv: list[str] | None = None) -> None:
             perceptual = PerceptualLoss(load_perceptual_network(args.perceptual_weights)).to(accelerator.device)
         except (RuntimeError, FileNotFoundError, ValueError) as e:
             sys.exit(f"error: the perceptual network could not be loaded: {e}")
+    identity = None
+    if args.stage != "map" and cfg.edit_loss_weights.identity > 0:
+        try:
+            identity = IdentityLoss(load_face_embedder(args.identity_weights or "")).to(accelerator.device)
+        except RuntimeError as e:
+            sys.exit(f"error: the identity network could not be loaded: {e}")
     map_gen, edit_gen, init_info = build_models(cfg, args)
     trained = map_gen if args.stage == "map" else edit_gen
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -364,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
                 with accelerator.autocast():
                     g_total, g_terms = edit_generator_loss(
                         output, image, mask, whole_d(output) if adversarial else None,
-                        region_d(output, mask) if adversarial else None, perceptual, weights)
+                        region_d(output, mask) if adversarial else None, perceptual, weights, identity)
                 whole_d.requires_grad_(True)
                 region_d.requires_grad_(True)
                 terms.update(g_terms)

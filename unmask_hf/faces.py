@@ -16,6 +16,8 @@ from safetensors.torch import load_file
 from torch import nn
 from torchvision.ops import nms, roi_align
 
+from .blend import blend_patch
+
 # Five landmarks of the aligned face crop, as fractions of the crop side:
 # left eye, right eye, nose tip, left mouth corner, right mouth corner (image left/right).
 # The mean FaceDetector landmarks over the first 500 training crops (roughly aligned CelebA faces, 192 px; faces
@@ -404,11 +406,12 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int) -> AlignedFa
 
 
 def paste_back(image: np.ndarray, crop_output: np.ndarray, crop_mask: np.ndarray, matrix: np.ndarray,
-               feather: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
+               within: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Warps an edited crop and its mask back into the photo and blends them in; returns (new image, uint8 0/255 mask).
 
-    The region is the warped crop mask >= 0.5; the blend weight ramps from 0 at the region border to 1 about
-    `feather` x crop side inward, and is exactly 0 outside the region, so every pixel outside it is unchanged.
+    The region is the warped crop mask >= 0.5, blended in by `blend.blend_patch` (grain matched to the visible
+    skin): feathered inward from its edge, or, with `within` (an H×W bool, the user's mask), limited to it and
+    replaced up to its edge, colour-matched there. Every pixel outside the region is unchanged.
     """
     h, w = image.shape[:2]
     size = crop_output.shape[0]
@@ -422,18 +425,16 @@ def paste_back(image: np.ndarray, crop_output: np.ndarray, crop_mask: np.ndarray
     # Work only on the photo region the crop covers: region pixel q is image pixel q + (x0, y0).
     region_to_crop = matrix @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], dtype=np.float64)
     roi = (x1 - x0, y1 - y0)
-    edited = np.asarray(_warp(Image.fromarray(crop_output), region_to_crop, roi), dtype=np.float32)
+    # A face smaller than the crop: box-filter the output down first (bilinear alone aliases beyond 2x), so it
+    # is pasted at the face's own size without jaggies.
+    factor = max(1, int(_scale(matrix)))
+    region_to_reduced = np.diag([1 / factor, 1 / factor, 1]) @ np.vstack([region_to_crop, [0, 0, 1]])
+    edited = np.asarray(_warp(Image.fromarray(crop_output).reduce(factor), region_to_reduced[:2], roi))
     inside = np.asarray(_warp(Image.fromarray(mask), region_to_crop, roi)) >= 0.5
-
-    # Blurring the region and mapping [0.5, 1] -> [0, 1] makes the weight fall to 0 at the border (a straight
-    # edge blurs to 0.5 there); multiplying by the region keeps it exactly 0 outside.
-    sigma = feather * size / _scale(matrix) / 2
-    blurred = np.asarray(Image.fromarray(inside.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(sigma)))
-    alpha = (np.clip(blurred / 127.5 - 1.0, 0.0, 1.0) * inside)[..., None]
-
+    if within is not None:
+        inside &= within[y0:y1, x0:x1]
     out = image.copy()
-    original = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.round(alpha * edited + (1 - alpha) * original).astype(np.uint8)
+    out[y0:y1, x0:x1] = blend_patch(out[y0:y1, x0:x1], edited, inside, size / _scale(matrix), 1 / _scale(matrix),
+                                    within is not None)
     full_mask[y0:y1, x0:x1] = inside * 255
     return out, full_mask
-

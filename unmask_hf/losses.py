@@ -1,4 +1,5 @@
-"""Training losses: SSIM, the VGG perceptual network, the GAN losses, the map loss and the editor's joint loss.
+"""Training losses: SSIM, the VGG perceptual network, the identity loss, the GAN losses, the map loss and the
+editor's joint loss.
 
 All losses take model tensors: images float NCHW in [-1, 1], masks/maps (N, 1, H, W) in [0, 1] (1 = face-mask pixel).
 """
@@ -10,6 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models.vgg import cfgs, make_layers
+
+from .models.mobilefacenet import FaceEmbedder
 
 # ---------------------------------------------------------------------------- SSIM
 
@@ -174,6 +177,23 @@ class PerceptualLoss(nn.Module):
         return torch.stack(terms).mean()
 
 
+# ---------------------------------------------------------------------------- identity
+
+
+class IdentityLoss(nn.Module):
+    """1 - cosine similarity of face embeddings of output and target (`models.mobilefacenet.FaceEmbedder`), averaged
+    over the batch: 0 when a face-recognition network sees the same person. No gradient flows into the target."""
+
+    def __init__(self, embedder: FaceEmbedder):
+        super().__init__()
+        self.embedder = embedder
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target_embedding = self.embedder(target)
+        return 1 - (self.embedder(output) * target_embedding).sum(1).mean()
+
+
 # ---------------------------------------------------------------------------- adversarial
 # Hinge loss (SAGAN, BigGAN, SPADE): the discriminator gets no gradient from samples it already separates by
 # the margin, so it cannot run away from the generator, and its loss stays bounded (no log/exp overflow under
@@ -213,7 +233,7 @@ def map_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 1.
 @dataclass(frozen=True)
 class EditLossWeights:
     """Weights of the editor's joint loss: rc * (l1 * L1 + ssim * (1 - SSIM) + perceptual * L_perc)
-    + whole * L_adv(whole image) + mask * L_adv(mask region).
+    + identity * L_id + whole * L_adv(whole image) + mask * L_adv(mask region).
 
     The defaults keep the reconstruction terms in charge (each is ~0.1-0.5 early in training) and the two
     adversarial terms small, as a sharpening signal rather than the main objective (pix2pix-style ratio).
@@ -225,6 +245,7 @@ class EditLossWeights:
     perceptual: float = 1.0
     whole: float = 0.01
     mask: float = 0.01
+    identity: float = 0.0  # needs a face-recognition network (train.py --identity-weights)
 
 
 def masked_l1(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -241,6 +262,7 @@ def edit_generator_loss(
     region_fake_logits: torch.Tensor | None,
     perceptual: PerceptualLoss,
     weights: EditLossWeights = EditLossWeights(),
+    identity: IdentityLoss | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The editing module's joint loss; returns (total, every term by name, detached, for logging).
 
@@ -249,15 +271,22 @@ def edit_generator_loss(
     gradient in proportion to the mask area, training small masks less than large ones).
     SSIM and the perceptual loss are taken on the whole composite: they need the context around the mask
     to judge the seam, and windows/features that never see the mask contribute exactly zero anyway.
-    Terms: l1, ssim (= 1 - SSIM), perceptual, rc, adv_whole, adv_mask, total. A discriminator's logits may be
-    None (e.g. before the adversarial warm-up ends): its term is then left out of the total and of the terms.
+    The identity loss compares whole faces too (the output's lower face with its own eyes); it is computed
+    when `identity` is given and weighted by weights.identity (a weight > 0 without it is an error).
+    Terms: l1, ssim (= 1 - SSIM), perceptual, rc, identity, adv_whole, adv_mask, total. A discriminator's logits
+    may be None (e.g. before the adversarial warm-up ends): its term is then left out of the total and of the terms.
     """
+    if weights.identity > 0 and identity is None:
+        raise ValueError("loss weight identity > 0 needs an identity network (train.py --identity-weights PATH)")
     l1 = masked_l1(output, target, mask)
     ssim_loss = 1 - ssim(output, target).mean()
     perc = perceptual(output, target)
     rc = weights.l1 * l1 + weights.ssim * ssim_loss + weights.perceptual * perc
     terms = dict(l1=l1, ssim=ssim_loss, perceptual=perc, rc=rc)
     total = weights.rc * rc
+    if identity is not None:
+        terms["identity"] = identity(output, target)
+        total = total + weights.identity * terms["identity"]
     adversarial = [("adv_whole", whole_fake_logits, weights.whole), ("adv_mask", region_fake_logits, weights.mask)]
     for name, logits, weight in adversarial:
         if logits is not None:

@@ -4,7 +4,8 @@ Inputs: images are RGB uint8 HxWx3 arrays (or PIL images); masks are HxW arrays,
 ('L' images), where True/1/255 marks a face-mask pixel. Every metric returns a plain float (or a dict of them).
 For model tensors, convert first (float [-1, 1] -> uint8), so validation measures what users get.
 
-Image quality: `image_metrics` (PSNR, SSIM on the full image and in the mask's bounding box, L1 in the mask).
+Image quality: `image_metrics` (PSNR, SSIM on the full image and in the mask's bounding box, L1 in the mask,
+and `detail_ratio`: how sharp the fill is compared with the true face).
 Segmentation: `mask_metrics` (IoU, Dice, pixel accuracy).
 Distribution: `fd_vgg`, the Frechet distance between VGG features of two image sets (not FID: another network).
 Identity (the [eval] extra, dlib): `IdentityEncoder`, `identity_distance`, `verification_scores`.
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from unmask_hf import losses
+from unmask_hf.blend import erode
 
 SAME_PERSON_THRESHOLD = 0.6  # dlib's documented decision threshold for its 128-D face descriptors
 
@@ -59,19 +61,41 @@ def ssim(a, b) -> float:
         return float(losses.ssim(x, y, value_range=(0.0, 255.0))[0])
 
 
+def _laplacian(image: np.ndarray) -> np.ndarray:
+    """4-neighbour Laplacian of the image's luminance (H-2)x(W-2), 'valid' positions only."""
+    y = _image(image).astype(np.float64)
+    y = y[..., :3] @ np.array([0.299, 0.587, 0.114]) if y.shape[2] >= 3 else y[..., 0]
+    return y[:-2, 1:-1] + y[2:, 1:-1] + y[1:-1, :-2] + y[1:-1, 2:] - 4 * y[1:-1, 1:-1]
+
+
+def detail_ratio(output, target, mask, erosion: int = 2) -> float:
+    """Fine detail inside the mask relative to the true face: std of the Laplacian of the output over the
+    mask eroded by `erosion` px (so the mask's border, a seam, does not count), divided by the same for the
+    target. 1 = as sharp as the truth, below 1 = smoother (a blurry fill), above 1 = noisier. NaN when the
+    eroded mask is empty or the target is flat there."""
+    inner = erode(to_mask(mask), erosion)[1:-1, 1:-1]  # the Laplacian's valid positions
+    if not inner.any():
+        return float("nan")
+    truth = _laplacian(target)[inner].std()
+    return float(_laplacian(output)[inner].std() / truth) if truth > 0 else float("nan")
+
+
 def image_metrics(output, target, mask) -> dict[str, float]:
     """psnr, ssim (full image); psnr_bbox, ssim_bbox (mask's bounding box); l1_mask (mean |output - target|
-    over the mask's pixels, intensities in [0, 1]). The mask entries are NaN when the mask is empty."""
+    over the mask's pixels, intensities in [0, 1]); detail_ratio inside the mask. The mask entries are NaN
+    when the mask is empty."""
     output, target, m = _image(output), _image(target), to_mask(mask)
     out = {"psnr": psnr(output, target), "ssim": ssim(output, target)}
     box = mask_bbox(m)
     if box is None:
-        return out | {"psnr_bbox": float("nan"), "ssim_bbox": float("nan"), "l1_mask": float("nan")}
+        return out | {"psnr_bbox": float("nan"), "ssim_bbox": float("nan"), "l1_mask": float("nan"),
+                      "detail_ratio": float("nan")}
     diff = np.abs(output.astype(np.float64) - target.astype(np.float64))[m]
     return out | {
         "psnr_bbox": psnr(output[box], target[box]),
         "ssim_bbox": ssim(output[box], target[box]),
         "l1_mask": float(diff.mean() / 255.0),
+        "detail_ratio": detail_ratio(output, target, m),
     }
 
 

@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub import HfApi, ModelCard, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
-from PIL import Image, ImageFilter
+from PIL import Image
 
-from .faces import DetectedFace, FaceDetector, align_face, marked_face, paste_back
+from .blend import blend_patch, dilate
+from .faces import TEMPLATE_LANDMARKS, DetectedFace, FaceDetector, align_face, marked_face, paste_back
 from .model_card import render_model_card
 from .io import ImageInput, images_to_tensor, load_image, load_mask, tensor_to_arrays
 from .models import EditGenerator, MapGenerator
@@ -28,6 +29,8 @@ from .models.hub import WEIGHTS_NAME, HubModule, resolve_weights
 from .viz import overlay_mask
 
 MAP_DILATION = 2  # pixels at the model's working size; see _assemble
+# A drawn mask over more than this share of the face's eyes-to-mouth box leaves nothing to predict the face from.
+WHOLE_FACE = 0.9
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default"
 PIPELINE_CONFIG = "pipeline.json"
@@ -231,8 +234,12 @@ class UnmaskPipeline:
         notes: list[list[str]] = [[] for _ in photos]
         crops: list[_Crop] = []
         for i, (photo, user_mask, mark) in enumerate(zip(photos, user_masks, marks)):
-            crops += (self._aligned_crops(i, photo, user_mask) if aligned
-                      else self._face_crops(i, photo, user_mask, notes[i], mark))
+            if user_mask is not None and not user_mask.any():
+                notes[i].append("The drawn mask is empty: nothing was changed. Paint over the face mask to remove it.")
+                continue
+            found = (self._aligned_crops(i, photo, user_mask) if aligned
+                     else self._face_crops(i, photo, user_mask, notes[i], mark))
+            crops += _drop_covered_faces(found, notes[i])
         outputs = self._run(crops)
         results = []
         for i, (photo, user_mask) in enumerate(zip(photos, user_masks)):
@@ -285,15 +292,14 @@ class UnmaskPipeline:
             if crop.matrix is None:
                 out, region_full = self._paste_aligned(out, region, generated, user_mask)
             else:
-                # paste_back feathers inward from the region's edge: grow a predicted map a little so the
-                # feathered band covers the mask's rim instead of letting fabric show through.
-                paste_region = region if user_mask is not None else _dilate(region, MAP_DILATION)
-                out, pasted = paste_back(out, generated, paste_region, crop.matrix)
+                # Grow the map a little so the paste covers the mask's rim instead of letting fabric show through;
+                # a user's mask is the exact limit (the crop-space copy only says which face covers which part).
+                out, pasted = paste_back(out, generated, dilate(region, MAP_DILATION), crop.matrix, user_mask)
                 region_full = pasted > 0
             full_mask |= region_full
             faces.append(FaceResult(crop.box, crop.landmarks, Image.fromarray(crop.crop),
                                     Image.fromarray(region.astype(np.uint8) * 255), Image.fromarray(composited)))
-        if user_mask is not None:  # the user's mask is the contract: nothing outside it changes
+        if user_mask is not None and pieces:  # the user's mask is the contract: nothing outside it changes
             out = np.where(user_mask[..., None], out, original)
             full_mask = user_mask
         result_image = Image.fromarray(out)
@@ -302,16 +308,17 @@ class UnmaskPipeline:
 
     def _paste_aligned(self, photo: np.ndarray, region: np.ndarray, generated: np.ndarray,
                        user_mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Composite at full resolution: the map and the generated crop are resized up, pixels outside stay exact."""
+        """Composite at full resolution: the map and the generated crop are resized up and blended in
+        (`blend.blend_patch`), pixels outside stay exact."""
         h, w = photo.shape[:2]
         if user_mask is not None:
             full = user_mask
-        else:
-            soft = F.interpolate(torch.from_numpy(region.astype(np.float32))[None, None], size=(h, w), mode="bilinear",
-                                 align_corners=False)
+        else:  # grown as in the detection path
+            soft = F.interpolate(torch.from_numpy(dilate(region, MAP_DILATION).astype(np.float32))[None, None],
+                                 size=(h, w), mode="bilinear", align_corners=False)
             full = soft[0, 0].numpy() > 0.5
         big = np.asarray(Image.fromarray(generated).resize((w, h), Image.BICUBIC))
-        return np.where(full[..., None], big, photo), full
+        return blend_patch(photo, big, full, max(h, w), max(h, w) / len(region), exact_edge=user_mask is not None), full
 
 
 def _per_image(value, count: int, name: str) -> list:
@@ -323,7 +330,22 @@ def _per_image(value, count: int, name: str) -> list:
     return value
 
 
-def _dilate(region: np.ndarray, pixels: int) -> np.ndarray:
-    """Grow a boolean map by `pixels` in every direction."""
-    grown = Image.fromarray(region.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(2 * pixels + 1))
-    return np.asarray(grown) > 0
+def _drop_covered_faces(crops: list[_Crop], notes: list[str]) -> list[_Crop]:
+    """The crops whose drawn mask leaves some of the face visible; a note for each one left unchanged."""
+    (x0, y0), (x1, y1) = TEMPLATE_LANDMARKS.min(0), TEMPLATE_LANDMARKS.max(0)
+    kept = []
+    for crop in crops:
+        if crop.user_mask is not None:
+            size = crop.user_mask.shape[0]
+            box = crop.user_mask[round(y0 * size):round(y1 * size) + 1, round(x0 * size):round(x1 * size) + 1]
+            if box.mean() > WHOLE_FACE:
+                notes.append(f"The drawn mask covers the whole face at {_box_text(crop.box)} (eyes included): there is "
+                             "nothing left to predict it from, so it was left unchanged. Paint over the face mask only.")
+                continue
+        kept.append(crop)
+    return kept
+
+
+def _box_text(box: tuple[float, float, float, float]) -> str:
+    x0, y0, x1, y1 = (round(v) for v in box)
+    return f"x {x0}-{x1}, y {y0}-{y1}"

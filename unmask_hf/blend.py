@@ -1,0 +1,110 @@
+"""Blending a generated patch into a photo: the edge, the colour and the grain. Only pixels inside the region change.
+
+- The edge. A user's mask is exact: the patch covers all of it (an inward feather would let the mask's rim show
+  through as a pale seam), and a smooth correction field hides the edge: it equals photo - patch on the ring of
+  visible pixels just outside the region and is interpolated inside (a membrane, as in Poisson / seamless
+  cloning, here by push-pull over a pyramid, O(pixels)), so the colour matches the cheeks all along the edge and
+  the patch keeps its own detail. The map module's mask is not exact (a little too large or too small), and
+  there a feather inward from its (grown) edge measured better than the membrane, whose ring then partly lies on
+  the mask or on skin the model redrew (benchmarks/photo_fill.py, numbers in the README).
+- The grain. The models work at 128 px, so a patch upscaled to a 300-500 px face is smoother than the photo:
+  Gaussian grain brings its fine-detail level up to that of the visible skin around it.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageFilter
+
+# Ring pixels where photo and patch differ by more than this (mean over channels, 0-255) are not skin the patch
+# should match: ear loops, straps, fabric just outside the region. They are left out of the correction.
+MAX_DIFFERENCE = 40.0
+# Share of the missing fine detail that grain fills, and its ceiling (grey levels): full matching looked like
+# speckle on JPEG-noisy photos of the real-photo contact sheet.
+GRAIN_SHARE, MAX_GRAIN = 0.7, 4.0
+
+
+def dilate(region: np.ndarray, pixels: int) -> np.ndarray:
+    """Grow an H×W bool region by `pixels` in every direction (a square structuring element)."""
+    image = Image.fromarray(np.asarray(region, dtype=bool).astype(np.uint8) * 255)
+    return np.asarray(image.filter(ImageFilter.MaxFilter(2 * pixels + 1))) > 0 if pixels > 0 else np.asarray(image) > 0
+
+
+def erode(region: np.ndarray, pixels: int) -> np.ndarray:
+    """Shrink an H×W bool region by `pixels` in every direction."""
+    return ~dilate(~np.asarray(region, dtype=bool), pixels)
+
+
+def membrane(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """A smooth H×W×C field equal to `values` where `known` (H×W bool) and interpolated elsewhere (push-pull:
+    weighted averages down a pyramid, bilinear back up, each level keeping its own known share). Zero when nothing
+    is known."""
+    height, width = known.shape
+    side = 1 << int(np.ceil(np.log2(max(height, width, 2))))  # a power of 2, so every level halves exactly
+    v = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).permute(2, 0, 1)[None]
+    w = torch.from_numpy(known.astype(np.float32))[None, None]
+    v, w = F.pad(v * w, (0, side - width, 0, side - height)), F.pad(w, (0, side - width, 0, side - height))
+    pyramid = [(v, w)]
+    while pyramid[-1][1].shape[2] > 1:
+        sv, sw = pyramid[-1]
+        pyramid.append((F.avg_pool2d(sv, 2), F.avg_pool2d(sw, 2)))
+    sv, sw = pyramid[-1]
+    field = sv / sw.clamp_min(1e-8)
+    for sv, sw in reversed(pyramid[:-1]):
+        up = F.interpolate(field, size=sv.shape[2:], mode="bilinear", align_corners=False)
+        share = sw.clamp(max=1.0)
+        field = share * (sv / sw.clamp_min(1e-8)) + (1 - share) * up
+    return field[0, :, :height, :width].permute(1, 2, 0).numpy()
+
+
+def _fine_detail(luma: np.ndarray) -> np.ndarray:
+    """The luminance minus its Gaussian blur (sigma 1 px): the grain and finest edges."""
+    g = torch.exp(-torch.arange(-3, 4, dtype=torch.float32) ** 2 / 2)
+    g = g / g.sum()
+    x = torch.from_numpy(np.ascontiguousarray(luma, dtype=np.float32))[None, None]
+    blurred = F.conv2d(F.pad(x, (3, 3, 3, 3), mode="replicate"), g.view(1, 1, 1, 7))
+    blurred = F.conv2d(blurred, g.view(1, 1, 7, 1))
+    return (x - blurred)[0, 0].numpy()
+
+
+def _spread(values: np.ndarray) -> float:
+    """Robust standard deviation (1.4826 × median absolute value): edges in the band barely move it."""
+    return float(1.4826 * np.median(np.abs(values))) if values.size else 0.0
+
+
+def _add_grain(patch: np.ndarray, original: np.ndarray, region: np.ndarray, skin: np.ndarray, seed: int) -> np.ndarray:
+    """The patch plus luminance noise that lifts its fine detail inside `region` to that of `original` on `skin`."""
+    luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    target, current = _spread(_fine_detail(original @ luma)[skin]), _spread(_fine_detail(patch @ luma)[region])
+    # White noise looks coarser than real skin texture of the same spread, so it fills the gap only partly.
+    missing = min(GRAIN_SHARE * np.sqrt(max(target**2 - current**2, 0.0)), MAX_GRAIN)
+    if missing < 0.5:  # grey levels: rounding to uint8 would hide it anyway
+        return patch
+    noise = np.random.default_rng(seed).standard_normal(region.shape).astype(np.float32)
+    return patch + (missing / _spread(_fine_detail(noise))) * noise[..., None]
+
+
+def blend_patch(photo: np.ndarray, patch: np.ndarray, region: np.ndarray, face_size: float, upscale: float,
+                exact_edge: bool, seed: int = 0) -> np.ndarray:
+    """`photo` with `patch` blended in over `region` (H×W bool); both H×W×3 uint8, the patch already at the photo's
+    resolution. face_size: the face crop's side in photo pixels (it scales the feather and the skin band the grain
+    is measured on, 5 % of it); upscale: photo pixels per model pixel (grain only above 1: a patch shrunk to a
+    small face has all the detail its pixels can hold, and grain there is speckle). exact_edge: the region is the
+    user's mask (replaced entirely, membrane at the edge); else it is a predicted map (feathered inward). Pixels
+    outside the region are returned unchanged; deterministic."""
+    if not region.any():
+        return photo.copy()
+    original, generated = photo.astype(np.float32), patch.astype(np.float32)
+    difference = original - generated
+    visible = ~region & (np.abs(difference).mean(-1) < MAX_DIFFERENCE)
+    if exact_edge:
+        out, alpha = generated + membrane(difference, visible & dilate(region, 3)), region.astype(np.float32)
+    else:
+        # Blurring the region and mapping [0.5, 1] -> [0, 1] makes the weight fall to 0 at the border (a straight
+        # edge blurs to 0.5 there); multiplying by the region keeps it exactly 0 outside.
+        blurred = Image.fromarray(region.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(0.015 * face_size))
+        out, alpha = generated, np.clip(np.asarray(blurred) / 127.5 - 1.0, 0.0, 1.0) * region
+    if upscale > 1:
+        out = _add_grain(out, original, region, visible & dilate(region, max(round(0.05 * face_size), 3)), seed)
+    blended = alpha[..., None] * np.clip(out, 0, 255) + (1 - alpha[..., None]) * original
+    return np.where(region[..., None], np.round(blended), original).astype(np.uint8)
