@@ -208,7 +208,9 @@ def run_soak(args: argparse.Namespace, url: str, photos: list[Path], memory: Mem
     # minutes grow the allocator's arenas and gradio's caches).
     base_minute, base_rss, _ = min(timeline, key=lambda point: abs(point[0] - args.soak_baseline_minutes))
     growth = end_rss / base_rss - 1
-    stale = cache_files(cache, older_than=CLEANUP_AGE + CLEANUP_EVERY)
+    # gradio keeps its copies of the app's example photos (cached at start-up, before any request) on purpose.
+    examples = {p.name for p in EXAMPLES.glob("*.jpg")}
+    stale = [p for p in cache_files(cache, older_than=CLEANUP_AGE + CLEANUP_EVERY) if p.name not in examples]
     print(f"Soak: {args.soak_minutes:g} min, {args.soak_clients} clients, {len(photos)} photos ({args.sizes} px) and "
           f"{len(cases)} corpus files, 3 : 1; app --concurrency {args.concurrency} --queue-size {args.queue_size}, "
           f"clean-up every {CLEANUP_EVERY} s of files over {CLEANUP_AGE} s old; {os.cpu_count()} CPUs, "
@@ -221,7 +223,9 @@ def run_soak(args: argparse.Namespace, url: str, photos: list[Path], memory: Mem
           f"{start_rss / 2**20:,.0f} MB after the warm-up request, {base_rss / 2**20:,.0f} MB at minute "
           f"{base_minute:.0f}, {end_rss / 2**20:,.0f} MB at the end ({growth:+.1%} from minute {base_minute:.0f}), "
           f"peak {memory.peak / 2**20:,.0f} MB; {len(stale)} cache files older than {CLEANUP_AGE + CLEANUP_EVERY} s "
-          f"({len(cache_files(cache))} in all).")
+          f"({len(cache_files(cache))} in all, the app's example photos not counted as stale).")
+    for path in stale[:5]:
+        print(f"  stale: {path.relative_to(cache)}")
     for message in sorted(set(errors))[:5]:
         print(f"  soak: {message}")
     return [what for what, bad in [(f"{len(errors)} errors", errors), (f"{len(stale)} stale cache files", stale),
