@@ -44,6 +44,7 @@ EDITOR_SIDE = 768  # the mask editor's square canvas: the photo is fitted into i
 MAX_FILE_SIZE = "30mb"  # uploads; a 50 MP photo (the pipeline's limit) is about this size as a JPEG
 MARK_SIDE = 1024  # the preview to click eyes on: at most this many pixels a side, clicks scaled back to the photo
 MARKS = ("eyes", "box")  # how a visitor marks a face the detector missed: its two eyes, or two corners of a box
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?")  # in the marked points' text: "x, y, x, y", any separators
 CACHE_CLEANUP = (60, 600)  # every minute, delete uploads and results older than 10 minutes (all of them on exit)
 
 
@@ -194,7 +195,7 @@ def build_demo(default_model: str = "", revision: str | None = None, lock_model:
                     progress=gr.Progress()) -> tuple:
         """Unmask the one face marked by hand: `points` "x, y, x, y" in photo pixels are its two eyes
         (`mark_by` "eyes") or two opposite corners of a box around it ("box"). For faces the detector misses."""
-        numbers = re.findall(r"-?\d+(?:\.\d+)?", points or "")
+        numbers = NUMBER.findall(points or "")
         if len(numbers) != 4:
             raise gr.Error("Mark the face first: click the centre of each eye on the photo (or two opposite corners "
                            "of a box around the face).", print_exception=False)
@@ -219,13 +220,13 @@ def build_demo(default_model: str = "", revision: str | None = None, lock_model:
     def add_mark(points: str, scale: float, event: gr.SelectData) -> str:
         """A click on the preview → one more point in photo pixels; the last two clicks are kept."""
         x, y = event.index
-        clicked = re.findall(r"-?\d+(?:\.\d+)?", points or "")[-2:] + [f"{x * scale:.0f}", f"{y * scale:.0f}"]
+        clicked = NUMBER.findall(points or "")[-2:] + [f"{x * scale:.0f}", f"{y * scale:.0f}"]
         return ", ".join(f"{a}, {b}" for a, b in zip(clicked[::2], clicked[1::2]))
 
     def draw_marks(preview: Image.Image | None, points: str, scale: float, mark_by: str) -> Image.Image | None:
         if preview is None:
             return None
-        values = [float(v) / scale for v in re.findall(r"-?\d+(?:\.\d+)?", points or "")]
+        values = [float(v) / scale for v in NUMBER.findall(points or "")]
         return draw_points(preview, list(zip(values[::2], values[1::2])), box=mark_by == "box")
 
     def editor_mask(editor: dict | None, last: tuple[Image.Image, Image.Image] | None) -> Image.Image:

@@ -58,10 +58,13 @@ def main() -> None:
         photo = np.asarray(load_image(path))
         start = time.perf_counter()
         first = plain(photo)
-        plain_ms = 1000 * (time.perf_counter() - start)
-        start = time.perf_counter()
-        faces = detector(photo)
-        rows.append((bool(first), len(faces), plain_ms, 1000 * (time.perf_counter() - start), telea_ms(photo)))
+        plain_ms = full_ms = 1000 * (time.perf_counter() - start)
+        faces = first  # the retries only run when the first pass finds nothing
+        if not first:  # timed as users get it: the first pass again, then the retries
+            start = time.perf_counter()
+            faces = detector(photo)
+            full_ms = 1000 * (time.perf_counter() - start)
+        rows.append((bool(first), len(faces), plain_ms, full_ms, telea_ms(photo)))
         if not faces:
             missed.append(path.name)
         for face in faces:

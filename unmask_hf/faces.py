@@ -173,8 +173,8 @@ class Retry:
 
 
 # Tried in order until one finds a face; photos with a face found at once pay nothing. On the 400 real photos of
-# ../shared/data/real-masked-dev the plain detector found faces in 275; these retries add the rest counted by
-# `python benchmarks/real_photos.py --faces-only` (tight crops, faces filling the frame, tilted heads, small faces).
+# ../shared/data/real-masked-dev the plain detector found faces in 275; with these retries, in 382
+# (`python benchmarks/real_photos.py`: tight crops, faces filling the frame, tilted heads, small faces).
 RETRIES = (Retry(0.25), Retry(0.25, border=cv2.BORDER_CONSTANT), Retry(0.5), Retry(0.25, 20), Retry(0.25, -20),
            Retry(0.25, 40), Retry(0.25, -40), Retry(0.25, scale=2.0, thresholds=(0.5, 0.6, 0.4)))
 RETRY_SIDE = 1024  # retries look at a copy at most this long: they are for faces that are large in the frame
@@ -225,9 +225,9 @@ class FaceDetector:
         back = _invert(matrix[:2])
         faces = []
         for face in self._detect(copy, retry.thresholds or self.thresholds):
-            points = face.landmarks @ back[:, :2].T + back[:, 2]
+            points = _apply(back, face.landmarks)
             x0, y0, x1, y1 = face.box
-            corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]]) @ back[:, :2].T + back[:, 2]
+            corners = _apply(back, [[x0, y0], [x1, y0], [x0, y1], [x1, y1]])
             cx, cy = points.mean(0)
             if 0 <= cx < w and 0 <= cy < h:  # not a "face" made of padding
                 faces.append(DetectedFace((*corners.min(0).tolist(), *corners.max(0).tolist()),
@@ -331,9 +331,9 @@ def marked_face(size: tuple[int, int], box: tuple[float, float, float, float] | 
             raise ValueError(f"An eye position {points.tolist()} lies off the {width}x{height} photo")
         matrix = similarity_matrix(TEMPLATE_LANDMARKS[:2], points)
         mark = None
-    landmarks = (TEMPLATE_LANDMARKS @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+    landmarks = _apply(matrix, TEMPLATE_LANDMARKS).astype(np.float32)
     if mark is None:  # the box a detector would have given these eyes
-        b = np.array([[TEMPLATE_BOX[0], TEMPLATE_BOX[1]], [TEMPLATE_BOX[2], TEMPLATE_BOX[3]]]) @ matrix[:, :2].T + matrix[:, 2]
+        b = _apply(matrix, TEMPLATE_BOX.reshape(2, 2))
         mark = tuple(float(v) for v in (*b.min(0), *b.max(0)))
     return DetectedFace(mark, landmarks, 1.0)
 
@@ -364,6 +364,11 @@ def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     A = np.concatenate([np.stack([x, -y, one, zero], 1), np.stack([y, x, zero, one], 1)]).astype(np.float64)
     a, b, tx, ty = np.linalg.lstsq(A, np.concatenate([dst[:, 0], dst[:, 1]]).astype(np.float64), rcond=None)[0]
     return np.array([[a, -b, tx], [b, a, ty]])
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Points (N×2) moved by a 2×3 affine matrix."""
+    return np.asarray(points) @ matrix[:, :2].T + matrix[:, 2]
 
 
 def _invert(matrix: np.ndarray) -> np.ndarray:
