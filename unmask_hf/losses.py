@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models.vgg import cfgs, make_layers
 
+from .models.frozen import FrozenNetwork
 from .models.mobilefacenet import FaceEmbedder
 
 # ---------------------------------------------------------------------------- SSIM
@@ -68,7 +69,7 @@ TORCHVISION_NORM = dict(scale=1.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224
 CAFFE_NORM = dict(scale=255.0, mean=(123.68, 116.779, 103.939), std=(1.0, 1.0, 1.0))
 
 
-class VGGFeatures(nn.Module):
+class VGGFeatures(FrozenNetwork):
     """A frozen VGG feature stack: images in [-1, 1] -> list of relu features (relu1_2, relu2_2, relu3_x, relu4_x).
 
     It converts its input to the convention of its weights itself (torchvision's ImageNet normalisation,
@@ -78,18 +79,12 @@ class VGGFeatures(nn.Module):
 
     def __init__(self, features: nn.Sequential, layer_ids: tuple[int, ...], arch: str,
                  scale: float, mean: tuple[float, ...], std: tuple[float, ...]):
-        super().__init__()
+        super().__init__(mean, std)
         self.features = features[: layer_ids[-1] + 1]
         self.layer_ids = tuple(layer_ids)
         self.arch = arch
         self.scale = scale
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
-        self.requires_grad_(False)
-        self.eval()
-
-    def train(self, mode: bool = True) -> "VGGFeatures":
-        return super().train(False)  # always frozen, even inside a module put in train mode
+        self.freeze()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = ((x + 1) * (self.scale / 2) - self.mean) / self.std

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..faces import TEMPLATE_LANDMARKS, similarity_matrix
+from .frozen import FrozenNetwork
 
 # The standard ArcFace template (112×112 pixels): eyes, nose tip, mouth corners (image left/right).
 ARCFACE_SIZE = 112
@@ -101,7 +102,7 @@ def crop_to_arcface_theta(crop_size: int) -> torch.Tensor:
     return torch.tensor((norm_from_in @ np.linalg.inv(to_arcface) @ out_from_norm)[:2], dtype=torch.float32)
 
 
-class FaceEmbedder(nn.Module):
+class FaceEmbedder(FrozenNetwork):
     """A frozen MobileFaceNet on the project's aligned crops: N×3×S×S in [-1, 1] → unit N×128 embeddings.
 
     The crop is warped to the ArcFace framing with a fixed similarity transform (bilinear `grid_sample`), so
@@ -109,15 +110,9 @@ class FaceEmbedder(nn.Module):
     """
 
     def __init__(self, network: MobileFaceNet):
-        super().__init__()
+        super().__init__(IMAGENET_MEAN, IMAGENET_STD)
         self.network = network
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.requires_grad_(False)
-        self.eval()
-
-    def train(self, mode: bool = True) -> "FaceEmbedder":
-        return super().train(False)  # always frozen (batch-norm statistics included)
+        self.freeze()
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         n, _, h, w = crops.shape
