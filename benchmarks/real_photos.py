@@ -3,6 +3,12 @@
     python benchmarks/real_photos.py                                   # ../shared/data/real-masked-dev, all photos
     python benchmarks/real_photos.py --sheet eval/real/sheet.png --limit 48     # + photo | removed | result sheet
     python benchmarks/real_photos.py --faces-sheet eval/real/faces.png          # every face found, to count false ones
+    python benchmarks/real_photos.py --families 0                                # faces found only
+
+It also prints the map's IoU on masks of every appearance family (synth.WORLD_STYLES) rendered on the first
+`--families` faces of the CelebA identity-disjoint validation split, plain and with a mask-coloured collar under
+the chin (spill), marking the families the weights' map module was never trained on (those not in pipeline.json's
+`map_training_styles`; weights without it saw synth.MASK_STYLES): how the map does on masks it has never seen, next to how it does on real photos.
 
 Every photo there shows at least one masked face, so "faces found" is the share of photos with at least one face
 (the plain MTCNN pass, and after the detector's retries: faces.RETRIES). Each photo's detection time is printed beside
@@ -20,12 +26,17 @@ import torch
 from PIL import Image
 
 from unmask_hf import UnmaskPipeline
-from unmask_hf.evaluation import real_contact_sheet
+from unmask_hf.evaluation import map_iou_by_style, real_contact_sheet
 from unmask_hf.faces import FaceDetector, align_face
 from unmask_hf.io import find_images, load_image
+from unmask_hf.dataset import BuildConfig
+from unmask_hf.synth import MASK_STYLES, WORLD_STYLES
+from unmask_hf.training.sources import open_sources
 from unmask_hf.viz import image_grid
 
-DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-masked-dev"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DEV = SHARED / "data" / "real-masked-dev"
+CELEBA = SHARED / "data" / "celeba-faces"
 
 
 def telea_ms(photo: np.ndarray) -> float:
@@ -38,6 +49,22 @@ def telea_ms(photo: np.ndarray) -> float:
     return 1000 * (time.perf_counter() - start)
 
 
+def family_table(pipe: UnmaskPipeline, count: int) -> None:
+    """Map IoU per appearance family on rendered masks (validation people: never trained on)."""
+    split = argparse.Namespace(dataset=None, faces=CELEBA / "train", identities=CELEBA / "identities.csv",
+                               val_fraction=BuildConfig.val_fraction)
+    _, val, _ = open_sources(split)
+    files = val[:count]
+    trained = set(pipe.info.get("map_training_styles", MASK_STYLES))
+    plain, collar = map_iou_by_style(pipe, files, WORLD_STYLES), map_iou_by_style(pipe, files, WORLD_STYLES, collar=True)
+    print(f"map IoU by appearance family: {len(files)} CelebA validation faces each, masks rendered by unmask_hf.synth\n")
+    print("| family | in the map's training | IoU | IoU, with a collar under the chin |")
+    print("|---|---|---|---|")
+    for style in WORLD_STYLES:
+        print(f"| {style} | {'yes' if style in trained else '**no**'} | {plain[style]:.3f} | {collar[style]:.3f} |")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", nargs="?", default=str(DEV), help=f"photos (default: {DEV})")
@@ -46,8 +73,12 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="for --sheet: Hub id or folder (default: the embedded weights)")
     parser.add_argument("--sheet", help="write a photo | what was removed | result contact sheet of the photos here")
     parser.add_argument("--faces-sheet", help="write every face found (aligned crops, numbered by photo) here")
+    parser.add_argument("--families", type=int, default=200, help="validation faces per appearance family (0: skip)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    pipe = UnmaskPipeline.from_pretrained(args.model)
+    if args.families:
+        family_table(pipe, args.families)
 
     photos = find_images([args.folder])[: args.limit]
     if not photos:
@@ -95,7 +126,6 @@ def main() -> None:
         grid.save(args.faces_sheet)
         print(f"wrote {args.faces_sheet}: {len(cells)} faces, in photo order: " + " ".join(label for _, label in crops))
     if args.sheet:
-        pipe = UnmaskPipeline.from_pretrained(args.model)
         sheet, notes = real_contact_sheet(pipe, photos)
         Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)
         sheet.save(args.sheet)

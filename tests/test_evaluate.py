@@ -154,3 +154,23 @@ def test_revision_needs_a_hub_model(setup, capsys):
     with pytest.raises(SystemExit):
         evaluate_script.parse_args(["--faces", str(setup["faces"]), "--out", "x", "--revision", "v1"])
     assert "--revision pins a Hub model" in capsys.readouterr().err
+
+
+def test_map_iou_by_style(setup, monkeypatch):
+    import torch
+
+    from unmask_hf.evaluation import map_iou_by_style
+    from unmask_hf.training.data import PairedFaces
+
+    pipe = make_tiny_pipeline(64)
+    files = FaceFolder(setup["faces"]).files[:6]
+    styles = ("surgical", "knit")
+    monkeypatch.setattr(pipe, "predict_maps", lambda crops: torch.zeros_like(crops[:, :1]))
+    assert map_iou_by_style(pipe, files, styles, batch_size=4) == {"surgical": 0.0, "knit": 0.0}
+    monkeypatch.setattr(pipe, "predict_maps", lambda crops: torch.ones_like(crops[:, :1]))
+    everything = map_iou_by_style(pipe, files, styles, batch_size=4)
+    for style in styles:  # a map of the whole crop scores the true mask's share of it, for that style's masks
+        truth = PairedFaces(files, 64, synth_options={"styles": (style,)})
+        assert everything[style] == pytest.approx(np.mean([truth[i]["mask"].float().mean().item() for i in range(6)]))
+    assert everything["surgical"] != map_iou_by_style(pipe, files, ("surgical",), seed=1)["surgical"]  # seed: masks
+    assert map_iou_by_style(pipe, files, styles, collar=True) == pytest.approx(everything)  # a collar is not in the map

@@ -1,5 +1,8 @@
 """Face detection (masked faces too), alignment to the training crop and paste-back, on scikit-image's astronaut."""
 
+import runpy
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -204,3 +207,18 @@ def test_a_small_face_is_pasted_at_its_own_size_without_aliasing():
     pasted = out[inside].astype(float)
     assert inside.sum() > 300 and abs(pasted.mean() - 127.5) < 10 and pasted.std() < 25  # averaged, no moiré
     assert (out[mask == 0] == photo[mask == 0]).all()
+
+
+def test_compact_faces_aligns_like_the_pipeline(tmp_path, detector, astronaut_rgb):
+    convert = runpy.run_path(str(Path(__file__).resolve().parents[1] / "train" / "compact_faces.py"))["convert"]
+
+    Image.fromarray(astronaut_rgb).save(tmp_path / "astronaut.png")
+    Image.fromarray(np.full((128, 128, 3), 200, np.uint8)).save(tmp_path / "blank.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    assert convert(tmp_path / "astronaut.png", out, 64, 90, align=True)
+    assert not convert(tmp_path / "blank.png", out, 64, 90, align=True)  # no face: nothing written
+    assert [p.name for p in out.iterdir()] == ["astronaut.webp"]
+    written = np.asarray(Image.open(out / "astronaut.webp").convert("RGB"), np.float32)
+    expected = align_face(astronaut_rgb, detector(astronaut_rgb)[0].landmarks, 64).crop.astype(np.float32)
+    assert np.abs(written - expected).mean() < 4  # the pipeline's crop, up to WebP

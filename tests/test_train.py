@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 from safetensors.torch import load_file
 
 from unmask_hf import UnmaskPipeline
+from unmask_hf.synth import MASK_STYLES
 from unmask_hf.training.checkpoint import is_complete, list_checkpoints
 
 from .test_losses import write_vgg
@@ -80,6 +81,7 @@ def test_smoke_map_then_edit_through_accelerate_launch(tmp_path, faces, vgg):
     pipe = UnmaskPipeline.from_pretrained(edit / "pipeline", device="cpu")
     assert pipe.image_size == 32 and pipe.info["status"] == "trained" and pipe.info["steps"] == 4
     assert len(pipe.info["commands"]) == 2  # the map stage's command is carried into the edit stage's card
+    assert pipe.info["map_training_styles"] == list(MASK_STYLES)  # so is what the map module saw
     assert "--stage edit" in (edit / "pipeline" / "README.md").read_text()
     # the map module came from the map stage unchanged
     map_stage = UnmaskPipeline.from_pretrained(tmp_path / "map" / "pipeline", device="cpu")
@@ -192,3 +194,50 @@ def test_synth_options_reach_the_renderer(faces):
         a, b = plain[i], world[i]
         assert not torch.equal(a["mask"], b["mask"])  # another style drawn from the same seed
         assert torch.equal(b["masked"] * (1 - b["mask"]), b["image"] * (1 - b["mask"]))  # the pair agrees outside
+
+
+def test_alignment_jitter_moves_photo_and_map_together():
+    from unmask_hf.training.data import jitter_alignment
+
+    mask = np.zeros((64, 64), bool)
+    mask[20:40, 24:44] = True
+    image = np.where(mask[..., None], 255, 0).astype(np.uint8).repeat(3, 2)  # the map painted into the photo
+    moved_any = False
+    for seed in range(8):
+        (moved,), moved_mask = jitter_alignment([image], mask, np.random.default_rng(seed), 1.0)
+        assert moved.shape == image.shape and moved_mask.dtype == bool
+        assert not (moved[..., 0] > 0)[~moved_mask].any()  # every touched photo pixel is inside the moved map
+        assert (moved[..., 0] == 255)[moved_mask].mean() > 0.8  # and the map does not run far past it
+        moved_any |= not np.array_equal(moved_mask, mask)
+    assert moved_any
+    (still,), still_mask = jitter_alignment([image], mask, np.random.default_rng(0), 0.0)
+    assert np.array_equal(still, image) and np.array_equal(still_mask, mask)
+
+
+def test_alignment_jitter_in_training_samples(faces):
+    from unmask_hf.training.data import PairedFaces
+
+    folder, _ = faces
+    files = sorted(folder.iterdir())
+    plain = PairedFaces(files, 32, seed=3, augment=True, hflip=False, color_jitter=0.0)
+    jittered = PairedFaces(files, 32, seed=3, augment=True, hflip=False, color_jitter=0.0, align_jitter=1.0)
+    assert any(not torch.equal(plain[i]["mask"], jittered[i]["mask"]) for i in range(4))
+    for i in range(4):
+        a, b = jittered[i], jittered[i]
+        assert all(torch.equal(a[k], b[k]) for k in a)  # seeded by the sample index: reproducible
+        assert torch.equal(a["masked"] * (1 - a["mask"]), a["image"] * (1 - a["mask"]))  # the pair agrees outside
+
+
+def test_several_face_folders_are_split_each_as_alone(tmp_path):
+    import argparse
+
+    from unmask_hf.training.sources import open_sources
+
+    first, second = make_face_folder(tmp_path / "a" / "faces"), make_face_folder(tmp_path / "b" / "faces", count=9)
+    shutil.copy(first, tmp_path / "ids.csv")  # one identities file for both (the second folder's names repeat)
+    args = lambda *folders: argparse.Namespace(dataset=None, faces=list(folders), identities=tmp_path / "ids.csv",
+                                               val_fraction=0.2)
+    alone = [open_sources(args(tmp_path / x / "faces")) for x in "ab"]
+    train_set, val_set, description = open_sources(args(tmp_path / "a" / "faces", tmp_path / "b" / "faces"))
+    assert train_set == alone[0][0] + alone[1][0] and val_set == alone[0][1] + alone[1][1]
+    assert description.count("identity-disjoint train split") == 2

@@ -51,7 +51,8 @@ from unmask_hf.viz import image_grid
 OVERRIDES = [("max-steps", int), ("max-minutes", float), ("batch-size", int), ("global-batch-size", int),
              ("grad-accum", int), ("lr-g", float), ("lr-d", float), ("mixed-precision", str), ("num-workers", int),
              ("seed", int), ("log-every", int), ("sample-every", int), ("val-every", int), ("val-samples", int),
-             ("checkpoint-every", int), ("ema-decay", float), ("adv-start-step", int), ("no-mask-fraction", float)]
+             ("checkpoint-every", int), ("ema-decay", float), ("adv-start-step", int), ("no-mask-fraction", float),
+             ("align-jitter", float)]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stage", choices=STAGES, required=True)
     data = p.add_mutually_exclusive_group(required=True)
     data.add_argument("--dataset", help="built masked-face dataset: Hub id or local folder (train/build_dataset.py)")
-    data.add_argument("--faces", help="folder of plain face images: masks are rendered on the fly")
+    data.add_argument("--faces", nargs="+", help="folder(s) of plain face images: masks are rendered on the fly")
     p.add_argument("--streaming", action="store_true", help="with --dataset: stream it (datasets streaming) instead of downloading it first")
     p.add_argument("--identities", help="with --faces: CSV file,identity for identity-disjoint validation")
     p.add_argument("--val-fraction", type=float, default=BuildConfig.val_fraction, help="with --faces: share of faces held out for validation (by identity)")
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     # ---- data: one endless, resumable stream of samples, dealt out to the processes
     train_set = PairedFaces(train_source, cfg.image_size, cfg.seed, augment=True, hflip=cfg.hflip,
                             color_jitter=cfg.color_jitter, no_mask_fraction=cfg.no_mask_fraction,
-                            synth_options=cfg.synth_options)
+                            synth_options=cfg.synth_options, align_jitter=cfg.align_jitter)
     rank, world = accelerator.process_index, accelerator.num_processes
     if args.streaming:
         train_set, sampler = StreamedFaces(train_source, train_set, batch_size, state.samples, rank, world), None
@@ -261,6 +262,10 @@ def main(argv: list[str] | None = None) -> None:
     launcher = "accelerate launch" if "ACCELERATE_MIXED_PRECISION" in os.environ else "python"
     info = {"status": "trained", "stage": args.stage, "data": data_info, "config": args.config,
             "commands": init_info.get("commands", []) + [launcher + " train/train.py " + " ".join(sys.argv[1:])]}
+    # The mask families the map module saw (benchmarks/real_photos.py marks the others as never seen).
+    map_styles = list(cfg.train_styles) if args.stage == "map" else init_info.get("map_training_styles")
+    if map_styles:
+        info["map_training_styles"] = map_styles
 
     def save_pipeline(folder: Path, metrics: dict | None = None) -> None:
         pipe = eval_pipeline()

@@ -303,6 +303,26 @@ def write_report(summary: dict, grid: Image.Image, out: str | Path, command: str
     save_prediction_png(grid, out / "samples.png")
 
 
+@torch.inference_mode()
+def map_iou_by_style(pipe: UnmaskPipeline, files: list[Path], styles: tuple[str, ...], seed: int = 0,
+                     batch_size: int = 32, collar: bool = False) -> dict[str, float]:
+    """Mean map IoU per mask style: every face of `files` wearing a mask of that style (rendered with `seed`),
+    mapped by `pipe.predict_maps` as in `evaluate`. `collar`: each face also has a collar in mask-like colours
+    under the chin (synth.add_collar), which the map must leave out."""
+    result = {}
+    for style in styles:
+        samples = PairedFaces(files, pipe.image_size, seed=seed, synth_options={
+            "styles": (style,), "hard_negative_probability": float(collar)})
+        ious = []
+        for start in range(0, len(samples), batch_size):
+            batch = default_collate([samples[i] for i in range(start, min(start + batch_size, len(samples)))])
+            _, masked, mask = to_model_inputs(batch, pipe.device)
+            maps = pipe.predict_maps(masked)[:, 0].cpu().numpy()
+            ious += [metrics.mask_metrics(m, t)["iou"] for m, t in zip(maps, mask[:, 0].cpu().numpy())]
+        result[style] = float(np.mean(ious))
+    return result
+
+
 def real_contact_sheet(pipe: UnmaskPipeline, photos: list[Path], cell: int = 256) -> tuple[Image.Image, list[str]]:
     """Run `pipe(photo)` (face detection path) on photos without ground truth: a sheet of input | map overlay |
     output rows for eyes to judge, and the pipeline's notes per photo."""

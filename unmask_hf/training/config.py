@@ -49,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     hflip: bool = True
     color_jitter: float = 0.1  # max relative change of brightness, contrast and saturation
+    align_jitter: float = 0.0  # > 0: move each crop as a real detection's alignment error would (data.jitter_alignment)
     no_mask_fraction: float = 0.0  # share of training samples shown without a mask (empty map): "no mask" is an answer too
     # Masks rendered on the fly (face folders; a built dataset is fixed): the appearance families to train on
     # (None: synth.MASK_STYLES, what the embedded weights saw; synth.WORLD_STYLES has them all), families held out
@@ -74,6 +75,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.no_mask_fraction < 1.0:
             raise ValueError(f"no_mask_fraction must be in [0, 1), got {self.no_mask_fraction}")
+        if self.align_jitter < 0:
+            raise ValueError(f"align_jitter must be >= 0, got {self.align_jitter}")
         for name in ("hard_negative_fraction", "degrade_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")

@@ -14,8 +14,8 @@ def open_sources(args: argparse.Namespace, streaming: bool = False,
     With `streaming` (and `args.dataset`), the train source is a `datasets.IterableDataset` and the first
     `val_samples` validation rows are read into a list (validation needs the same samples every time).
 
-    With `--faces`, the identity-disjoint split is the one `train/build_dataset.py` makes from the same
-    folder with the same fractions and seed, so both modes hold out the same people.
+    With `--faces` (one folder or several), each folder is split by identity on its own, with the fractions and
+    seed `train/build_dataset.py` uses, so a folder holds out the same people alone or beside others.
     """
     if args.dataset:
         train = load_masked_faces(args.dataset, "train", streaming=streaming)
@@ -28,11 +28,14 @@ def open_sources(args: argparse.Namespace, streaming: bool = False,
         if streaming:
             return train, val and list(islice(val, val_samples)), f"{args.dataset} (train split, streamed)"
         return train, val, f"{args.dataset} (train split, {len(train)} samples)"
-    faces = FaceFolder(args.faces, args.identities)
-    defaults = BuildConfig(source=str(args.faces))
-    splits = split_identities(faces.identities, args.val_fraction, defaults.test_fraction, defaults.seed)
-    train = [faces.files[i] for i in splits["train"]]
-    val = [faces.files[i] for i in splits.get("validation", [])] or None
-    people = len({faces.identities[i] for i in splits["train"]} - {None})
-    return train, val, (f"{Path(args.faces).name}: {len(train)} faces of the identity-disjoint train split"
-                        + (f" ({people} identities)" if people else "") + ", masks rendered on the fly")
+    train, val, parts = [], [], []
+    for folder in [args.faces] if isinstance(args.faces, (str, Path)) else args.faces:
+        faces = FaceFolder(folder, args.identities)
+        defaults = BuildConfig(source=str(folder))
+        splits = split_identities(faces.identities, args.val_fraction, defaults.test_fraction, defaults.seed)
+        train += [faces.files[i] for i in splits["train"]]
+        val += [faces.files[i] for i in splits.get("validation", [])]
+        people = len({faces.identities[i] for i in splits["train"]} - {None})
+        parts.append(f"{Path(folder).name}: {len(splits['train'])} faces of the identity-disjoint train split"
+                     + (f" ({people} identities)" if people else ""))
+    return train, val or None, "; ".join(parts) + ", masks rendered on the fly"
