@@ -206,8 +206,8 @@ def test_alignment_jitter_moves_photo_and_map_together():
     for seed in range(8):
         (moved,), moved_mask = jitter_alignment([image], mask, np.random.default_rng(seed), 1.0)
         assert moved.shape == image.shape and moved_mask.dtype == bool
-        assert not (moved[..., 0] > 0)[~moved_mask].any()  # every touched photo pixel is inside the moved map
-        assert (moved[..., 0] == 255)[moved_mask].mean() > 0.8  # and the map does not run far past it
+        # The same warp: the moved map is exactly where the moved photo is at least half "mask"; no ring grown.
+        assert np.array_equal(moved_mask, moved[..., 0] >= 128)
         moved_any |= not np.array_equal(moved_mask, mask)
     assert moved_any
     (still,), still_mask = jitter_alignment([image], mask, np.random.default_rng(0), 0.0)

@@ -43,8 +43,9 @@ def jitter_alignment(images: list[np.ndarray], mask: np.ndarray, rng: np.random.
     """Move several images and their map by one random similarity about the centre, as an imperfect detection
     and alignment would: rotation, scale and shift of standard deviation `amount` × (5°, 6 %, 4 % of the side).
 
-    Borders are mirrored (a crop of a real photo continues past its edge). The map is every pixel the warped
-    map touches, so a mask's soft rim stays inside it.
+    Borders are mirrored (a crop of a real photo continues past its edge). The moved map is the warped map at
+    half coverage or more: counting every pixel it touches would grow each map by a pixel's ring (6 % more area
+    at 128 px), which the map module learns as spill.
     """
     h, w = mask.shape
     angle = rng.normal(0, 5.0 * amount)
@@ -54,7 +55,7 @@ def jitter_alignment(images: list[np.ndarray], mask: np.ndarray, rng: np.random.
     matrix[:, 2] += shift
     warp = lambda x, flags: cv2.warpAffine(x, matrix, (w, h), flags=flags, borderMode=cv2.BORDER_REFLECT_101)
     moved = [warp(np.ascontiguousarray(x), cv2.INTER_LINEAR) for x in images]
-    return moved, warp(mask.astype(np.uint8) * 255, cv2.INTER_LINEAR) > 0
+    return moved, warp(mask.astype(np.uint8) * 255, cv2.INTER_LINEAR) >= 128
 
 
 class PairedFaces(Dataset):
