@@ -120,3 +120,52 @@ def test_train_config_builds_the_variant(tmp_path):
         _, edit, _ = train.build_models(cfg, Namespace(init=None, stage="edit"))
         assert edit.unet.config.block == cfg.edit_model["block"]
         assert edit.unet.config.dilated_blocks == cfg.edit_model.get("dilated_blocks", 0)
+
+
+@pytest.fixture(scope="module")
+def designs_script():
+    return load_script(ROOT / "benchmarks" / "editor_designs.py", "editor_designs")
+
+
+def toy_args(tmp_path: Path, *extra: str) -> list[str]:
+    """The smoke config's 32-px editor (4/8 channels, depth 3) against toy widths, one timed run each."""
+    return ["--config", str(ROOT / "train" / "configs" / "smoke.yaml"), "--base-grid", "2", "4", "--max-grid", "4", "8",
+            "--repeats", "1", "--threads", "1", "--batch-size", "4", "--out", str(tmp_path / "out"), *extra]
+
+
+def test_editor_designs_timing_only(tmp_path, designs_script):
+    report = designs_script.main(toy_args(tmp_path, "--timing-only", "--designs", "single", "gated", "--max-timed", "2"))
+    assert set(report["chosen"]) == {"single", "gated"}
+    assert report["chosen"]["single"]["edit_model"] == {"base_channels": 4, "max_channels": 8, "depth": 3,
+                                                        "dropout": 0.1, "block": "single"}  # today's = the config's
+    assert report["chosen"]["gated"]["edit_model"]["block"] == "gated"
+    assert 2 <= len(report["timed"]) <= 3 and all(math.isfinite(c["ms"]) and c["ms"] > 0 for c in report["timed"])
+    assert len(report["reference_ms"]) == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["timing.json"]  # nothing trained
+
+
+def test_editor_designs_end_to_end(tmp_path, designs_script):
+    from .test_train import make_face_folder
+
+    identities = make_face_folder(tmp_path / "faces")
+    report = designs_script.main(toy_args(
+        tmp_path, "--faces", str(tmp_path / "faces"), "--identities", str(identities), "--val-fraction", "0.2",
+        "--minutes", "0.05", "--max-steps", "2", "--val-samples", "4", "--max-timed", "1"))
+    assert list(report["results"]) == list(designs_script.DESIGNS)
+    for name, row in report["results"].items():
+        assert row["steps"] == 2, name
+        assert all(math.isfinite(row[k]) for k in ("psnr", "ssim", "detail_ratio", "ms")), row
+        edit = json.loads((tmp_path / "out" / name / "pipeline" / "edit" / "config.json").read_text())
+        assert edit["block"] == designs_script.DESIGNS[name]["block"]  # the trained editor is the design's
+        assert edit["dilated_blocks"] == (4 if name == "dilated" else 0)
+    assert all(math.isfinite(report["telea_true_mask"][k]) for k in ("psnr", "ssim", "detail_ratio"))
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert all(f"\n| {name} |" in table for name in designs_script.DESIGNS) and "OpenCV Telea" in table
+    config = (tmp_path / "out" / "gated" / "config.yaml").read_text()
+    assert "perceptual: 0.0" in config and "mixed_precision: 'no'" in config  # the cheap L1 + SSIM run
+
+
+def test_editor_designs_bad_loss_weights(designs_script):
+    with pytest.raises(SystemExit):
+        designs_script.parse_args(["--loss-weights", "nope=1"])
+    assert designs_script.parse_args(["--loss-weights", "perceptual=0.5"]).loss_weights == {"perceptual": 0.5}
