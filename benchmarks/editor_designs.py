@@ -2,7 +2,7 @@
 level, gated convolutions and dilated residual blocks at the bottleneck (unmask_hf/models/unet.py), each at the
 channel widths that make it as fast on a CPU as today's, trained the same CPU minutes, evaluated on the same samples.
 
-    python benchmarks/editor_designs.py --timing-only                    # the matched-cost table (about a minute)
+    python benchmarks/editor_designs.py --timing-only                    # the matched-cost table (1-3 min, 2 CPUs)
     python benchmarks/editor_designs.py --minutes 60                     # + train each design 60 min, then evaluate
     python benchmarks/editor_designs.py --designs single gated --minutes 30 --val-samples 256 --out eval/designs30
 
@@ -77,8 +77,9 @@ class Candidate:
 
 def candidate(design: str, edit_model: dict, image_size: int) -> Candidate:
     """`design` at the widths of `edit_model` (depth and dropout kept), with its size and FLOPs per face."""
-    model = EditGenerator(image_size=image_size, **edit_model).eval()
-    x, m = torch.zeros(1, 3, image_size, image_size), torch.zeros(1, 1, image_size, image_size)
+    with torch.device("meta"):  # shapes only: counting costs no weight init and no arithmetic
+        model = EditGenerator(image_size=image_size, **edit_model).eval()
+        x, m = torch.zeros(1, 3, image_size, image_size), torch.zeros(1, 1, image_size, image_size)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         model(x, m)
     return Candidate(design, edit_model, sum(p.numel() for p in model.parameters()), counter.get_total_flops() / 1e9)
