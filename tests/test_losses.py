@@ -178,6 +178,16 @@ def test_edit_generator_loss(vgg16_path):
     assert torch.allclose(warmup_total, 2.0 * rc)
 
 
+def test_edit_loss_without_perceptual_network():
+    target, output = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    mask = torch.ones(2, 1, 32, 32)
+    total, terms = edit_generator_loss(output, target, mask, None, None, None, EditLossWeights(perceptual=0.0))
+    assert set(terms) == {"l1", "ssim", "rc", "total"}  # the VGG pass is skipped, not computed at weight 0
+    assert torch.allclose(total, terms["l1"] + terms["ssim"])
+    with pytest.raises(ValueError, match="perceptual-weights"):
+        edit_generator_loss(output, target, mask, None, None, None)  # default weight 1 needs the network
+
+
 def test_edit_loss_l1_ignores_pixels_outside_mask():
     target = torch.zeros(1, 3, 8, 8)
     mask = torch.zeros(1, 1, 8, 8)

@@ -255,7 +255,7 @@ def edit_generator_loss(
     mask: torch.Tensor,
     whole_fake_logits: torch.Tensor | None,
     region_fake_logits: torch.Tensor | None,
-    perceptual: PerceptualLoss,
+    perceptual: PerceptualLoss | None,
     weights: EditLossWeights = EditLossWeights(),
     identity: IdentityLoss | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -267,17 +267,24 @@ def edit_generator_loss(
     SSIM and the perceptual loss are taken on the whole composite: they need the context around the mask
     to judge the seam, and windows/features that never see the mask contribute exactly zero anyway.
     The identity loss compares whole faces too (the output's lower face with its own eyes); it is computed
-    when `identity` is given and weighted by weights.identity (a weight > 0 without it is an error).
+    when `identity` is given and weighted by weights.identity (a weight > 0 without it is an error); the
+    perceptual term likewise when `perceptual` is given (None: left out, e.g. at weight 0, where the VGG pass
+    would cost several times the editor's own step on a CPU).
     Terms: l1, ssim (= 1 - SSIM), perceptual, rc, identity, adv_whole, adv_mask, total. A discriminator's logits
     may be None (e.g. before the adversarial warm-up ends): its term is then left out of the total and of the terms.
     """
     if weights.identity > 0 and identity is None:
         raise ValueError("loss weight identity > 0 needs an identity network (train.py --identity-weights PATH)")
+    if weights.perceptual > 0 and perceptual is None:
+        raise ValueError("loss weight perceptual > 0 needs the perceptual network (train.py --perceptual-weights PATH)")
     l1 = masked_l1(output, target, mask)
     ssim_loss = 1 - ssim(output, target).mean()
-    perc = perceptual(output, target)
-    rc = weights.l1 * l1 + weights.ssim * ssim_loss + weights.perceptual * perc
-    terms = dict(l1=l1, ssim=ssim_loss, perceptual=perc, rc=rc)
+    rc = weights.l1 * l1 + weights.ssim * ssim_loss
+    terms = dict(l1=l1, ssim=ssim_loss)
+    if perceptual is not None:
+        terms["perceptual"] = perceptual(output, target)
+        rc = rc + weights.perceptual * terms["perceptual"]
+    terms["rc"] = rc
     total = weights.rc * rc
     if identity is not None:
         terms["identity"] = identity(output, target)

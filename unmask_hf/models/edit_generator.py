@@ -12,12 +12,17 @@ def composite(image: torch.Tensor, generated: torch.Tensor, mask: torch.Tensor) 
 
 
 class EditGenerator(HubModule):
-    """Editing module: image ⊕ map (4 channels) → RGB in [-1, 1]; `forward` returns the composited result."""
+    """Editing module: image ⊕ map (4 channels) → RGB in [-1, 1]; `forward` returns the composited result.
+
+    `block` and `dilated_blocks` pick the U-Net variant (see `unet.py`); like every init argument they are
+    written to config.json, so a saved variant reloads as the same variant.
+    """
 
     def __init__(self, base_channels: int = 32, max_channels: int = 192, depth: int = 5,
-                 image_size: int = 128, dropout: float = 0.2):
+                 image_size: int = 128, dropout: float = 0.2, block: str = "single", dilated_blocks: int = 0):
         super().__init__()
-        self.unet = UNet(UNetConfig(4, 3, base_channels, max_channels, depth, image_size, dropout))
+        self.unet = UNet(UNetConfig(4, 3, base_channels, max_channels, depth, image_size, dropout,
+                                    block, dilated_blocks))
 
     def generate(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The raw generated image (before compositing); `mask` is N×1×H×W in [0, 1]."""

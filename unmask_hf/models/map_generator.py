@@ -8,12 +8,14 @@ from .unet import UNet, UNetConfig
 
 
 class MapGenerator(HubModule):
-    """Map module: RGB face crop in [-1, 1] → tanh map in [-1, 1]; `probability` turns it into P(mask pixel)."""
+    """Map module: RGB face crop in [-1, 1] → tanh map in [-1, 1]; `probability` turns it into P(mask pixel).
+    `block` and `dilated_blocks` pick the U-Net variant (see `unet.py`), saved in config.json like the rest."""
 
     def __init__(self, base_channels: int = 16, max_channels: int = 128, depth: int = 5,
-                 image_size: int = 128, dropout: float = 0.2):
+                 image_size: int = 128, dropout: float = 0.2, block: str = "single", dilated_blocks: int = 0):
         super().__init__()
-        self.unet = UNet(UNetConfig(3, 1, base_channels, max_channels, depth, image_size, dropout))
+        self.unet = UNet(UNetConfig(3, 1, base_channels, max_channels, depth, image_size, dropout,
+                                    block, dilated_blocks))
 
     def forward(self, image: torch.Tensor, logits: bool = False) -> torch.Tensor:
         """The tanh map; with `logits=True` the logits 2h whose sigmoid equals (tanh(h) + 1) / 2 exactly,
