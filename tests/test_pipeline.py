@@ -228,3 +228,11 @@ def test_drawn_mask_empty_or_over_the_whole_face_changes_nothing(tiny_pipeline, 
     lower = empty.copy()
     lower[260:400, 150:360] = 255
     assert not tiny_pipeline(astronaut_rgb, aligned=aligned, mask=lower).notes
+
+
+def test_a_face_without_a_mask_is_left_as_it_is(tiny_pipeline, astronaut_rgb, monkeypatch):
+    monkeypatch.setattr(tiny_pipeline, "predict_maps", lambda crops: torch.zeros_like(crops[:, :1]))
+    for aligned in (False, True):
+        result = tiny_pipeline(astronaut_rgb, aligned=aligned)
+        assert np.array_equal(np.asarray(result.image), astronaut_rgb) and not np.asarray(result.mask).any()
+        assert len(result.faces) == 1 and any("No face mask found on the face" in n for n in result.notes)

@@ -43,8 +43,9 @@ result = pipe("photo.jpg")   # result.image, result.mask, result.overlay, result
   invented from the training data; it is **not evidence of anyone's identity** and must not be used to identify people.
 - Trained on aligned, mostly frontal faces with synthetic masks; strong poses, occlusions, unusual lighting and
   real masks unlike the synthetic ones degrade results. Performance across demographic groups has not been audited.
-- Training data: CelebA faces (non-commercial research licence; the images are not owned by CelebA) with masks
-  rendered by the project's own procedural renderer.
+- Training data (listed under *Training*): CelebA faces (non-commercial research licence; the images are not owned
+  by CelebA) and, where listed, FFHQ faces (CC BY-NC-SA 4.0 as a collection, each photo under its own Flickr
+  licence), with masks rendered by the project's own procedural renderer.
 """
 
 

@@ -297,6 +297,8 @@ class UnmaskPipeline:
                 out, pasted = paste_back(out, generated, dilate(region, MAP_DILATION), crop.matrix, user_mask)
                 region_full = pasted > 0
             full_mask |= region_full
+            if user_mask is None and not region.any():
+                notes.append(f"No face mask found on the face at {_box_text(crop.box)}: it was left as it is.")
             faces.append(FaceResult(crop.box, crop.landmarks, Image.fromarray(crop.crop),
                                     Image.fromarray(region.astype(np.uint8) * 255), Image.fromarray(composited)))
         if user_mask is not None and pieces:  # the user's mask is the contract: nothing outside it changes
