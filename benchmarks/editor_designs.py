@@ -272,8 +272,8 @@ def main(argv: list[str] | None = None) -> dict:
         chosen, timed, reference_ms = match_cost(args.designs, base, image_size, args)
     finally:
         torch.set_num_threads(threads)
-    table = timing_table(chosen, timed, reference_ms, args.tolerance)
-    print(f"`{command}`\n\n{table}", flush=True)
+    timing = timing_table(chosen, timed, reference_ms, args.tolerance)
+    print(f"`{command}`\n\n{timing}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"command": command, "threads": args.threads, "batch_size": args.batch_size, "image_size": image_size,
               "reference_ms": reference_ms, "timed": [asdict(c) for c in timed],
@@ -291,8 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\n{table}\n{notes}")
     report |= {"results": results, "telea_true_mask": telea}
     (args.out / "results.json").write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
-    (args.out / "results.md").write_text(f"`{command}`\n\n{timing_table(chosen, timed, reference_ms, args.tolerance)}"
-                                         f"\n{table}\n{notes}")
+    (args.out / "results.md").write_text(f"`{command}`\n\n{timing}\n{table}\n{notes}")
     return report
 
 

@@ -70,13 +70,14 @@ def main() -> None:
     parser.add_argument("folder", nargs="?", default=str(DEV), help=f"photos (default: {DEV})")
     parser.add_argument("--limit", type=int, default=None, help="only the first N photos (sorted by name)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--model", default=None, help="for --sheet: Hub id or folder (default: the embedded weights)")
+    parser.add_argument("--model", default=None, help="for --sheet and --families: Hub id or folder (default: the "
+                        "embedded weights)")
     parser.add_argument("--sheet", help="write a photo | what was removed | result contact sheet of the photos here")
     parser.add_argument("--faces-sheet", help="write every face found (aligned crops, numbered by photo) here")
     parser.add_argument("--families", type=int, default=200, help="validation faces per appearance family (0: skip)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    pipe = UnmaskPipeline.from_pretrained(args.model)
+    pipe = UnmaskPipeline.from_pretrained(args.model) if args.families or args.sheet else None
     if args.families:
         family_table(pipe, args.families)
 

@@ -53,9 +53,9 @@ def jitter_alignment(images: list[np.ndarray], mask: np.ndarray, rng: np.random.
     shift = rng.normal(0, 0.04 * amount, 2) * [w, h]
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
     matrix[:, 2] += shift
-    warp = lambda x, flags: cv2.warpAffine(x, matrix, (w, h), flags=flags, borderMode=cv2.BORDER_REFLECT_101)
-    moved = [warp(np.ascontiguousarray(x), cv2.INTER_LINEAR) for x in images]
-    return moved, warp(mask.astype(np.uint8) * 255, cv2.INTER_LINEAR) >= 128
+    warp = lambda x: cv2.warpAffine(np.ascontiguousarray(x), matrix, (w, h), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REFLECT_101)
+    return [warp(x) for x in images], warp(mask.astype(np.uint8) * 255) >= 128
 
 
 class PairedFaces(Dataset):
