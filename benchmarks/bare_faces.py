@@ -14,11 +14,10 @@ import numpy as np
 import torch
 
 from unmask_hf import UnmaskPipeline
-from unmask_hf.dataset import BuildConfig
+from unmask_hf.dataset import FaceFolder
 from unmask_hf.io import images_to_tensor, load_image, tensor_to_arrays
 from unmask_hf.metrics import psnr
 from unmask_hf.models import composite
-from unmask_hf.training.sources import open_sources
 
 
 def main() -> None:
@@ -28,9 +27,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="Hub id or folder (default: the embedded weights)")
     parser.add_argument("--count", type=int, default=200)
     args = parser.parse_args()
-    sources = argparse.Namespace(dataset=None, faces=args.faces, identities=args.identities,
-                                 val_fraction=BuildConfig.val_fraction)
-    _, validation, _ = open_sources(sources)
+    faces = FaceFolder(args.faces, args.identities)
+    validation = [faces.files[i] for i in faces.split()["validation"]]
     pipe = UnmaskPipeline.from_pretrained(args.model, device="cpu")
     size = pipe.image_size
     crops = images_to_tensor([load_image(p).resize((size, size)) for p in validation[:args.count]])

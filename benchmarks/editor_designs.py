@@ -40,12 +40,11 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the scripts' helpers: train/benchmark.py's timer, train/evaluate.py's samples
+sys.path.insert(0, str(ROOT))  # train/benchmark.py's timer
 from train.benchmark import time_call  # noqa: E402
-from train.evaluate import open_data  # noqa: E402
 from unmask_hf import UnmaskPipeline  # noqa: E402
 from unmask_hf.dataset import BuildConfig  # noqa: E402
-from unmask_hf.evaluation import evaluate, write_report  # noqa: E402
+from unmask_hf.evaluation import EvalData, evaluate, write_report  # noqa: E402
 from unmask_hf.losses import EditLossWeights  # noqa: E402
 from unmask_hf.models import EditGenerator  # noqa: E402
 
@@ -181,9 +180,8 @@ def means(method: dict) -> dict:
 
 def evaluate_runs(runs: dict[str, Path], image_size: int, args: argparse.Namespace, command: str) -> tuple[dict, dict]:
     """(metrics of each design's editor given the true mask, Telea given the true mask) on the same samples."""
-    split = argparse.Namespace(dataset=None, faces=str(args.faces), identities=args.identities and str(args.identities),
-                               val_fraction=args.val_fraction, seed=args.seed)
-    data = open_data(split, image_size)  # train.py's validation split and masks (its seed + 1)
+    data = EvalData.from_face_folder(args.faces, args.identities, args.val_fraction, image_size,
+                                     args.seed + 1)  # train.py's validation split and masks (its seed + 1)
     results, telea = {}, None
     for name, run in runs.items():
         pipe = UnmaskPipeline.from_pretrained(run / "pipeline", device="cpu")

@@ -29,9 +29,8 @@ from unmask_hf import UnmaskPipeline
 from unmask_hf.evaluation import map_iou_by_style, real_contact_sheet
 from unmask_hf.faces import FaceDetector, align_face
 from unmask_hf.io import find_images, load_image
-from unmask_hf.dataset import BuildConfig
+from unmask_hf.dataset import FaceFolder
 from unmask_hf.synth import MASK_STYLES, WORLD_STYLES
-from unmask_hf.training.sources import open_sources
 from unmask_hf.viz import image_grid
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -51,10 +50,8 @@ def telea_ms(photo: np.ndarray) -> float:
 
 def family_table(pipe: UnmaskPipeline, count: int) -> None:
     """Map IoU per appearance family on rendered masks (validation people: never trained on)."""
-    split = argparse.Namespace(dataset=None, faces=CELEBA / "train", identities=CELEBA / "identities.csv",
-                               val_fraction=BuildConfig.val_fraction)
-    _, val, _ = open_sources(split)
-    files = val[:count]
+    faces = FaceFolder(CELEBA / "train", CELEBA / "identities.csv")
+    files = [faces.files[i] for i in faces.split()["validation"][:count]]
     trained = set(pipe.info.get("map_training_styles", MASK_STYLES))
     plain, collar = map_iou_by_style(pipe, files, WORLD_STYLES), map_iou_by_style(pipe, files, WORLD_STYLES, collar=True)
     print(f"map IoU by appearance family: {len(files)} CelebA validation faces each, masks rendered by unmask_hf.synth\n")

@@ -65,6 +65,22 @@ def test_inpainting_rejects_bad_input():
         inpaint(image, np.ones((4, 4), bool))
 
 
+def test_eval_data_from_a_face_folder_is_trainings_validation_split(setup):
+    import argparse
+
+    from unmask_hf.training.sources import open_sources
+
+    args = argparse.Namespace(dataset=None, faces=setup["faces"], identities=setup["identities"], val_fraction=0.2)
+    _, val, _ = open_sources(args)
+    data = EvalData.from_face_folder(setup["faces"], setup["identities"], 0.2, 64, seed=1)
+    faces = FaceFolder(setup["faces"], setup["identities"])
+    assert data.source_ids == [str(f) for f in val] and len(data) == len(val) > 0
+    assert data.identities == [faces.identities[faces.files.index(f)] for f in val]
+    assert set(data.identities).isdisjoint(faces.identities[i] for i in faces.split(0.2)["train"])
+    with pytest.raises(ValueError, match="no validation faces"):
+        EvalData.from_face_folder(setup["faces"], setup["identities"], 0.0, 64, seed=1)
+
+
 def test_evaluate_summary(setup):
     faces = FaceFolder(setup["faces"], setup["identities"])
     files = faces.files[:6] + faces.files[-1:]  # persons 0 and 1 (3 photos each), and one photo of person 7

@@ -18,13 +18,12 @@ import sys
 from pathlib import Path
 
 from unmask_hf import UnmaskPipeline
-from unmask_hf.dataset import BuildConfig, FaceFolder, load_masked_faces
+from unmask_hf.dataset import BuildConfig, load_masked_faces
 from unmask_hf.evaluation import EvalData, evaluate, real_contact_sheet, results_table, write_report
 from unmask_hf.io import find_images, save_prediction_png
 from unmask_hf.losses import load_perceptual_network
 from unmask_hf.metrics import IdentityEncoder
 from unmask_hf.training.config import TrainConfig
-from unmask_hf.training.sources import open_sources
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,14 +61,8 @@ def open_data(args: argparse.Namespace, image_size: int) -> EvalData:
     if args.dataset:
         data = load_masked_faces(args.dataset, args.split)
         return EvalData.from_dataset(data, image_size, f"{args.dataset} [{args.split}]")
-    _, val, _ = open_sources(args)  # the same identity-disjoint split as train/train.py
-    if val is None:
-        raise ValueError(f"{args.faces} gives no validation faces (--val-fraction {args.val_fraction})")
-    faces = FaceFolder(args.faces, args.identities)
-    identity = dict(zip(faces.files, faces.identities))
-    return EvalData.from_files(val, [identity[f] for f in val], image_size, args.seed + 1,  # train.py: seed + 1
-                               f"{args.faces}: identity-disjoint validation split of training "
-                               f"({len(val)} faces, masks rendered on the fly with seed {args.seed + 1})")
+    # train.py validates with its seed + 1: the same faces and masks
+    return EvalData.from_face_folder(args.faces, args.identities, args.val_fraction, image_size, args.seed + 1)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -72,6 +72,13 @@ class FaceFolder:
     def source_id(self, index: int) -> str:
         return self.files[index].relative_to(self.root).as_posix()
 
+    def split(self, val_fraction: float | None = None) -> dict[str, list[int]]:
+        """Indices per split, identity-disjoint, with the fractions and seed of `train/build_dataset.py`'s defaults
+        (val_fraction overrides its share), so training, evaluation and the benchmarks hold out the same people."""
+        defaults = BuildConfig(source=str(self.root))
+        val_fraction = defaults.val_fraction if val_fraction is None else val_fraction
+        return split_identities(self.identities, val_fraction, defaults.test_fraction, defaults.seed)
+
     def load(self, index: int) -> Image.Image:
         """The face as an RGB PIL image; ValueError if the file is not a readable image."""
         return load_image(self.files[index])

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from . import metrics
 from .baselines import INPAINT_METHODS, inpaint
+from .dataset import FaceFolder
 from .io import load_image, save_prediction_png, tensor_to_arrays
 from .losses import VGGFeatures
 from .models import composite
@@ -78,6 +79,19 @@ class EvalData:
         """Plain faces whose masks are rendered on the fly; with the training run's validation files and
         seed (train/train.py uses its seed + 1), these are the samples training validated on."""
         return cls(PairedFaces(files, image_size, seed=seed), identities, [str(f) for f in files], description)
+
+    @classmethod
+    def from_face_folder(cls, folder: str | Path, identities: str | Path | None, val_fraction: float,
+                         image_size: int, seed: int) -> "EvalData":
+        """The validation split of a face folder as `train/train.py --faces` draws it (`FaceFolder.split`); with the
+        run's seed (train.py validates with its seed + 1) the masks are the ones training validated on too."""
+        faces = FaceFolder(folder, identities)
+        val = faces.split(val_fraction).get("validation", [])
+        if not val:
+            raise ValueError(f"{folder} gives no validation faces (val_fraction {val_fraction})")
+        return cls.from_files([faces.files[i] for i in val], [faces.identities[i] for i in val], image_size, seed,
+                              f"{folder}: identity-disjoint validation split of training "
+                              f"({len(val)} faces, masks rendered on the fly with seed {seed})")
 
 
 def _stats(values: list[float]) -> dict:

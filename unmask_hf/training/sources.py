@@ -4,7 +4,7 @@ import argparse
 from itertools import islice
 from pathlib import Path
 
-from ..dataset import BuildConfig, FaceFolder, load_masked_faces, split_identities
+from ..dataset import FaceFolder, load_masked_faces
 
 
 def open_sources(args: argparse.Namespace, streaming: bool = False,
@@ -14,8 +14,8 @@ def open_sources(args: argparse.Namespace, streaming: bool = False,
     With `streaming` (and `args.dataset`), the train source is a `datasets.IterableDataset` and the first
     `val_samples` validation rows are read into a list (validation needs the same samples every time).
 
-    With `--faces` (one folder or several), each folder is split by identity on its own, with the fractions and
-    seed `train/build_dataset.py` uses, so a folder holds out the same people alone or beside others.
+    With `--faces` (one folder or several), each folder is split by identity on its own (`FaceFolder.split`), so a
+    folder holds out the same people alone or beside others.
     """
     if args.dataset:
         train = load_masked_faces(args.dataset, "train", streaming=streaming)
@@ -31,8 +31,7 @@ def open_sources(args: argparse.Namespace, streaming: bool = False,
     train, val, parts = [], [], []
     for folder in [args.faces] if isinstance(args.faces, (str, Path)) else args.faces:
         faces = FaceFolder(folder, args.identities)
-        defaults = BuildConfig(source=str(folder))
-        splits = split_identities(faces.identities, args.val_fraction, defaults.test_fraction, defaults.seed)
+        splits = faces.split(args.val_fraction)
         train += [faces.files[i] for i in splits["train"]]
         val += [faces.files[i] for i in splits.get("validation", [])]
         people = len({faces.identities[i] for i in splits["train"]} - {None})
