@@ -34,8 +34,10 @@ def convert(path: Path, out: Path, size: int, quality: int, align: bool) -> bool
         faces = _detector(photo)
         if not faces:
             return False
-        image = Image.fromarray(align_face(photo, faces[0].landmarks, size).crop)
-    image.resize((size, size), Image.LANCZOS).save(out / f"{path.stem}.webp", quality=quality, method=6)
+        image = Image.fromarray(align_face(photo, faces[0].landmarks, size).crop)  # already size × size
+    else:
+        image = image.resize((size, size), Image.LANCZOS)
+    image.save(out / f"{path.stem}.webp", quality=quality, method=6)
     return True
 
 
