@@ -228,6 +228,11 @@ def test_drawn_mask_empty_or_over_the_whole_face_changes_nothing(tiny_pipeline, 
     lower = empty.copy()
     lower[260:400, 150:360] = 255
     assert not tiny_pipeline(astronaut_rgb, aligned=aligned, mask=lower).notes
+    # Up to just under the eyes (a mask worn high, nearly all of the eyes-to-mouth box): filled too.
+    if aligned:  # the astronaut crop's eyes are at the template's place (the detected face's are close)
+        high = empty.copy()
+        high[round(0.45 * 512):, :] = 255
+        assert not tiny_pipeline(astronaut_rgb, aligned=True, mask=high).notes
 
 
 def test_a_face_without_a_mask_is_left_as_it_is(tiny_pipeline, astronaut_rgb, monkeypatch):

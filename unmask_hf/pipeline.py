@@ -29,8 +29,11 @@ from .models.hub import WEIGHTS_NAME, HubModule, resolve_weights
 from .viz import overlay_mask
 
 MAP_DILATION = 2  # pixels at the model's working size; see _assemble
-# A drawn mask over more than this share of the face's eyes-to-mouth box leaves nothing to predict the face from.
+# A drawn mask over more than this share of the face's eyes-to-mouth box and of both eyes leaves nothing to predict
+# the face from. The eyes count on their own: a mask painted up to the lower eyelids (an N95 worn high) fills most
+# of the box but leaves the eyes, and is a mask to remove.
 WHOLE_FACE = 0.9
+EYE_HALF_SIDE = 0.05  # of the crop: the square around each eye's landmark that must be covered too
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default"
 PIPELINE_CONFIG = "pipeline.json"
@@ -339,8 +342,13 @@ def _drop_covered_faces(crops: list[_Crop], notes: list[str]) -> list[_Crop]:
     for crop in crops:
         if crop.user_mask is not None:
             size = crop.user_mask.shape[0]
-            box = crop.user_mask[round(y0 * size):round(y1 * size) + 1, round(x0 * size):round(x1 * size) + 1]
-            if box.mean() > WHOLE_FACE:
+            def covered(left: float, top: float, right: float, bottom: float) -> float:
+                return crop.user_mask[round(top * size):round(bottom * size) + 1,
+                                      round(left * size):round(right * size) + 1].mean()
+
+            eyes = [covered(x - EYE_HALF_SIDE, y - EYE_HALF_SIDE, x + EYE_HALF_SIDE, y + EYE_HALF_SIDE)
+                    for x, y in TEMPLATE_LANDMARKS[:2]]
+            if covered(x0, y0, x1, y1) > WHOLE_FACE and min(eyes) > WHOLE_FACE:
                 notes.append(f"The drawn mask covers the whole face at {_box_text(crop.box)} (eyes included): there is "
                              "nothing left to predict it from, so it was left unchanged. Paint over the face mask only.")
                 continue
