@@ -335,23 +335,25 @@ def _per_image(value, count: int, name: str) -> list:
     return value
 
 
+def _covered(mask: np.ndarray, part: tuple[float, float, float, float]) -> float:
+    """Share of `part` (left, top, right, bottom, in fractions of the side) that a square S×S bool mask covers."""
+    size = mask.shape[0]
+    left, top, right, bottom = (round(v * size) for v in part)
+    return float(mask[top:bottom + 1, left:right + 1].mean())
+
+
 def _drop_covered_faces(crops: list[_Crop], notes: list[str]) -> list[_Crop]:
     """The crops whose drawn mask leaves some of the face visible; a note for each one left unchanged."""
-    (x0, y0), (x1, y1) = TEMPLATE_LANDMARKS.min(0), TEMPLATE_LANDMARKS.max(0)
+    # The eyes-to-mouth box and a square around each eye, in the aligned crop's template.
+    parts = [(*TEMPLATE_LANDMARKS.min(0), *TEMPLATE_LANDMARKS.max(0))]
+    half = EYE_HALF_SIDE
+    parts += [(x - half, y - half, x + half, y + half) for x, y in TEMPLATE_LANDMARKS[:2]]
     kept = []
     for crop in crops:
-        if crop.user_mask is not None:
-            size = crop.user_mask.shape[0]
-            def covered(left: float, top: float, right: float, bottom: float) -> float:
-                return crop.user_mask[round(top * size):round(bottom * size) + 1,
-                                      round(left * size):round(right * size) + 1].mean()
-
-            eyes = [covered(x - EYE_HALF_SIDE, y - EYE_HALF_SIDE, x + EYE_HALF_SIDE, y + EYE_HALF_SIDE)
-                    for x, y in TEMPLATE_LANDMARKS[:2]]
-            if covered(x0, y0, x1, y1) > WHOLE_FACE and min(eyes) > WHOLE_FACE:
-                notes.append(f"The drawn mask covers the whole face at {_box_text(crop.box)} (eyes included): there is "
-                             "nothing left to predict it from, so it was left unchanged. Paint over the face mask only.")
-                continue
+        if crop.user_mask is not None and all(_covered(crop.user_mask, part) > WHOLE_FACE for part in parts):
+            notes.append(f"The drawn mask covers the whole face at {_box_text(crop.box)} (eyes included): there is "
+                         "nothing left to predict it from, so it was left unchanged. Paint over the face mask only.")
+            continue
         kept.append(crop)
     return kept
 
