@@ -8,7 +8,8 @@ import pytest
 from PIL import Image, ImageDraw
 from safetensors import safe_open
 
-from unmask_hf.faces import MTCNN_WEIGHTS, TEMPLATE_LANDMARKS, FaceDetector, align_face, paste_back
+from unmask_hf.faces import (MTCNN_WEIGHTS, TEMPLATE_LANDMARKS, DetectedFace, FaceDetector, Retry, align_face,
+                             paste_back)
 
 # The astronaut's face (512 x 512 photo): box about x 178-270, y 59-174; eyes near (204, 101) and (247, 104).
 FACE_BOX = (178, 59, 270, 174)
@@ -105,6 +106,45 @@ def test_retries_find_faces_the_first_pass_misses(detector, astronaut_rgb, view)
     faces = detector(photo)
     assert len(faces) == 1
     assert np.abs(faces[0].landmarks[:2] - apply(to_photo, EYES)).max() < 6  # the eyes, in this photo's pixels
+
+
+def test_a_mirrored_look_gives_landmarks_in_the_photo_s_own_order(detector, astronaut_rgb):
+    plain = detector(astronaut_rgb)[0].landmarks
+    mirrored = detector._retry(astronaut_rgb, Retry(0.25, mirror=True))
+    assert len(mirrored) == 1
+    assert np.abs(mirrored[0].landmarks - plain).max() < 4  # left eye still the image-left one, and so on
+
+
+def face(side: float, score: float, x: float = 0.0) -> DetectedFace:
+    return DetectedFace((x, 0.0, x + side, side), np.zeros((5, 2), np.float32), score)
+
+
+def scripted(monkeypatch, first: list[DetectedFace], looks: list[list[DetectedFace]]) -> tuple[FaceDetector, list]:
+    """A detector whose plain pass finds `first` and whose retries find `looks`, in order; `calls` lists the retries run."""
+    detector, calls = FaceDetector(retries=tuple(Retry(k) for k in range(len(looks))), sure=0.9), []
+    monkeypatch.setattr(detector, "_detect", lambda image, thresholds: first)
+    monkeypatch.setattr(detector, "_retry", lambda image, retry: calls.append(retry.pad) or looks[retry.pad])
+    return detector, calls
+
+
+def test_the_retries_stop_at_a_sure_face_and_the_most_confident_look_wins(monkeypatch):
+    image = np.zeros((100, 100, 3), np.uint8)
+    sure, unsure = face(50, 0.95), face(40, 0.7)
+    detector, calls = scripted(monkeypatch, [face(10, 0.6)], [[unsure], [], [sure], [face(60, 0.99)]])
+    assert detector(image) == [sure] and calls == [0, 1, 2]  # unsure at first: looked again until sure
+    detector, calls = scripted(monkeypatch, [face(10, 0.6)], [[unsure], [face(30, 0.65)]])
+    assert detector(image) == [unsure] and calls == [0, 1]  # never sure: the most confident look
+    detector, calls = scripted(monkeypatch, [sure], [[face(60, 0.99)]])
+    assert detector(image) == [sure] and calls == []  # sure at once: no retries
+
+
+def test_unsure_faces_much_smaller_than_a_sure_one_are_dropped(monkeypatch):
+    big, sure_small = face(100, 0.95), face(30, 0.92, x=300)
+    tiny_unsure, half_unsure = face(40, 0.7, x=150), face(60, 0.7, x=200)  # 0.4 and 0.6 of the sure face's side
+    detector, _ = scripted(monkeypatch, [big, half_unsure, tiny_unsure, sure_small], [])
+    assert detector(np.zeros((100, 100, 3), np.uint8)) == [big, half_unsure, sure_small]
+    detector, _ = scripted(monkeypatch, [half_unsure, tiny_unsure], [])  # no sure face: nothing to compare with
+    assert detector(np.zeros((100, 100, 3), np.uint8)) == [half_unsure, tiny_unsure]
 
 
 @pytest.mark.parametrize("image", [np.full((300, 400, 3), 200, np.uint8),
