@@ -1,7 +1,10 @@
+import numpy as np
 import pytest
 import torch
 
-from unmask_hf.models import EditGenerator, MapGenerator, MaskRegionDiscriminator, WholeDiscriminator, composite
+from unmask_hf.blend import dilate
+from unmask_hf.models import (EditGenerator, MapGenerator, MaskRegionDiscriminator, WholeDiscriminator, composite,
+                              grow_map)
 from unmask_hf.models.discriminators import mask_boxes
 
 
@@ -29,6 +32,27 @@ def test_composite_keeps_outside_pixels():
     out = gen(x, m)
     assert torch.equal(out[m.expand_as(out) == 0], x[m.expand_as(x) == 0])
     torch.testing.assert_close(composite(x, torch.zeros_like(x), m), x * (1 - m))
+
+
+@pytest.mark.parametrize("pixels", [0, 1, 2])
+def test_grow_map_is_the_pipeline_s_dilate(pixels):
+    masks = (torch.rand(3, 1, 40, 40) > 0.93).float()  # specks, some on the border
+    grown = grow_map(masks, pixels)
+    for m, g in zip(masks[:, 0].numpy(), grown[:, 0].numpy()):
+        assert np.array_equal(g > 0.5, dilate(m > 0.5, pixels))
+
+
+def test_composite_over_a_paste_region():
+    gen = EditGenerator(base_channels=8, max_channels=16, depth=4, image_size=64).eval()
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    m = torch.zeros(1, 1, 64, 64)
+    m[:, :, 30:50, 10:40] = 1
+    paste = grow_map(m, 2)
+    with torch.no_grad():
+        out, generated = gen(x, m, paste), gen.generate(x, m)
+    ring = ((paste - m) > 0).expand_as(x)
+    assert ring.any() and torch.equal(out[ring], generated[ring])  # the ring shows the raw output, as pasted
+    assert torch.equal(out[paste.expand_as(x) == 0], x[paste.expand_as(x) == 0])
 
 
 def test_default_sizes_within_budget():

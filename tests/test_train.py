@@ -1,6 +1,7 @@
 """train/train.py end to end on CPU: a tiny generated face folder, the smoke config, a few steps."""
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -141,6 +142,18 @@ def test_edit_stage_with_identity_loss(tmp_path, faces, vgg):
     assert UnmaskPipeline.from_pretrained(tmp_path / "edit" / "pipeline", device="cpu").info["steps"] == 2
     missing = train(*base, "--output-dir", str(tmp_path / "o2"), check=False)
     assert missing.returncode != 0 and "identity network" in missing.stderr and "--identity-weights" in missing.stderr
+
+
+@pytest.mark.slow
+def test_edit_stage_with_the_loss_on_the_pasted_region(tmp_path, faces, vgg):
+    folder, _ = faces
+    config = tmp_path / "paste.yaml"
+    config.write_text(Path(SMOKE).read_text() + "loss_on_paste: true\n")
+    train("--config", str(config), "--stage", "edit", "--faces", str(folder), "--perceptual-weights", vgg,
+          "--max-steps", "2", "--output-dir", str(tmp_path / "edit"))
+    assert UnmaskPipeline.from_pretrained(tmp_path / "edit" / "pipeline", device="cpu").info["steps"] == 2
+    checkpoint = list_checkpoints(tmp_path / "edit" / "checkpoints")[0]
+    assert json.loads((checkpoint / "run.json").read_text())["config"]["loss_on_paste"] is True
 
 
 def test_bad_inputs_fail_before_training(tmp_path, faces, vgg):

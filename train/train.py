@@ -38,7 +38,9 @@ from unmask_hf.losses import (IdentityLoss, PerceptualLoss, discriminator_loss, 
                               load_perceptual_network, map_loss)
 from unmask_hf.models.mobilefacenet import load_face_embedder
 from unmask_hf.metrics import image_metrics, mask_metrics
-from unmask_hf.models import EditGenerator, MapGenerator, MaskRegionDiscriminator, WholeDiscriminator, composite
+from unmask_hf.pipeline import MAP_DILATION
+from unmask_hf.models import (EditGenerator, MapGenerator, MaskRegionDiscriminator, WholeDiscriminator, composite,
+                              grow_map)
 from unmask_hf.training.checkpoint import list_checkpoints, resume_from, save_checkpoint
 from unmask_hf.training.config import STAGES, TrainConfig
 from unmask_hf.training.data import PairedFaces, StreamedFaces, StreamSampler, to_model_inputs
@@ -362,12 +364,13 @@ def main(argv: list[str] | None = None) -> None:
             with accelerator.accumulate(trained_p, whole_p, region_p):
                 if args.stage == "joint":  # the editor learns on the maps users get (thresholded, cleaned)
                     mask = pipeline.predict_maps(masked).clone()  # clone: a normal tensor, not an inference one
-                output = trained_p(masked, mask)  # composited: input × (1 − M) + generated × M
+                paste = grow_map(mask, MAP_DILATION) if cfg.loss_on_paste else mask
+                output = trained_p(masked, mask, paste)  # composited: input × (1 − P) + generated × P
                 if adversarial:  # discriminators first, on the detached output
                     with accelerator.autocast():
                         fake = output.detach()
                         terms["d_whole"] = discriminator_loss(whole_p(image), whole_p(fake))
-                        terms["d_region"] = discriminator_loss(region_p(image, mask), region_p(fake, mask))
+                        terms["d_region"] = discriminator_loss(region_p(image, paste), region_p(fake, paste))
                     accelerator.backward(terms["d_whole"] + terms["d_region"])
                     opt_d.step()
                     opt_d.zero_grad(set_to_none=True)
@@ -376,8 +379,8 @@ def main(argv: list[str] | None = None) -> None:
                 region_d.requires_grad_(False)
                 with accelerator.autocast():
                     g_total, g_terms = edit_generator_loss(
-                        output, image, mask, whole_d(output) if adversarial else None,
-                        region_d(output, mask) if adversarial else None, perceptual, weights, identity)
+                        output, image, paste, whole_d(output) if adversarial else None,
+                        region_d(output, paste) if adversarial else None, perceptual, weights, identity)
                 whole_d.requires_grad_(True)
                 region_d.requires_grad_(True)
                 terms.update(g_terms)

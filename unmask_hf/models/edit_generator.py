@@ -1,6 +1,7 @@
 """The editing module: a U-Net that fills the masked region, composited onto the input."""
 
 import torch
+import torch.nn.functional as F
 
 from .hub import HubModule
 from .unet import UNet, UNetConfig
@@ -9,6 +10,11 @@ from .unet import UNet, UNetConfig
 def composite(image: torch.Tensor, generated: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """input × (1 − M) + generated × M: pixels outside the map come from the input unchanged."""
     return image * (1 - mask) + generated * mask
+
+
+def grow_map(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """A binary N×1×H×W map grown by `pixels` in every direction (square element, as blend.dilate)."""
+    return F.max_pool2d(mask, 2 * pixels + 1, stride=1, padding=pixels) if pixels > 0 else mask
 
 
 class EditGenerator(HubModule):
@@ -28,5 +34,6 @@ class EditGenerator(HubModule):
         """The raw generated image (before compositing); `mask` is N×1×H×W in [0, 1]."""
         return self.unet(torch.cat([image, 2 * mask - 1], dim=1))
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return composite(image, self.generate(image, mask), mask)
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, paste: torch.Tensor | None = None) -> torch.Tensor:
+        """Composited over `paste`, the region the output replaces (default: the map itself)."""
+        return composite(image, self.generate(image, mask), mask if paste is None else paste)

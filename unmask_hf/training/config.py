@@ -41,6 +41,9 @@ class TrainConfig:
     min_lr_ratio: float = 0.05  # cosine decay down to this fraction of the peak LR
     adv_start_step: int = 0  # edit/joint: adversarial terms off before this step (reconstruction warm-up)
     ema_decay: float = 0.0  # > 0: keep an EMA of the trained generator and save it
+    # edit/joint: the loss sees the output composited over the region the pipeline pastes (the map grown by
+    # pipeline.MAP_DILATION), so the ring of raw output pasted around the map is trained too
+    loss_on_paste: bool = False
 
     mixed_precision: str = "no"  # no | bf16 | fp16
     channels_last: bool = True
