@@ -120,7 +120,8 @@ def face(side: float, score: float, x: float = 0.0) -> DetectedFace:
 
 
 def scripted(monkeypatch, first: list[DetectedFace], looks: list[list[DetectedFace]]) -> tuple[FaceDetector, list]:
-    """A detector whose plain pass finds `first` and whose retries find `looks`, in order; `calls` lists the retries run."""
+    """A detector whose plain pass finds `first` and whose retries find `looks`, in order; `calls` lists the
+    retries run."""
     detector, calls = FaceDetector(retries=tuple(Retry(k) for k in range(len(looks))), sure=0.9), []
     monkeypatch.setattr(detector, "_detect", lambda image, thresholds: first)
     monkeypatch.setattr(detector, "_retry", lambda image, retry: calls.append(retry.pad) or looks[retry.pad])

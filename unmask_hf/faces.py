@@ -104,7 +104,7 @@ class DetectedFace:
     score: float
 
 
-def _confidence(faces: list[DetectedFace]) -> float:
+def confidence(faces: list[DetectedFace]) -> float:
     """How sure a look at a photo is: its best face's score (0 for no face)."""
     return max((f.score for f in faces), default=0.0)
 
@@ -239,15 +239,16 @@ class FaceDetector:
             raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image.dtype} {image.shape}")
         faces = self._detect(image, self.thresholds)
         for retry in self.retries:
-            if _confidence(faces) >= self.sure:
+            if confidence(faces) >= self.sure:
                 break
             again = self._retry(image, retry)
-            if _confidence(again) > _confidence(faces):
+            if confidence(again) > confidence(faces):
                 faces = again  # the more confident look wins: an unsure face is often a part of a cut-off one
         return _drop_unsure_beside_sure(faces, self.sure)
 
     def _retry(self, image: np.ndarray, retry: Retry) -> list[DetectedFace]:
-        """Detect on a padded / rotated / rescaled / mirrored copy; faces map back to the photo (their centre must lie on it)."""
+        """Detect on a padded / rotated / rescaled / mirrored copy; faces map back to the photo (their centre must
+        lie on it)."""
         h, w = image.shape[:2]
         scale = min(retry.scale, RETRY_SIDE / ((1 + 2 * retry.pad) * max(h, w)))
         pad = retry.pad * max(h, w) * scale
