@@ -289,7 +289,8 @@ def main(argv: list[str] | None = None) -> None:
         return cached_val
 
     def validate() -> dict[str, float]:
-        """Mean PSNR, SSIM (full image) and map IoU over the validation samples, on uint8 outputs as users get them."""
+        """Mean PSNR, SSIM (full image), detail ratio (inside the true mask; faces without one left out) and map IoU
+        over the validation samples, on uint8 outputs as users get them."""
         pipe = eval_pipeline()
         rows = []
         for batch in val_batches():
@@ -298,9 +299,10 @@ def main(argv: list[str] | None = None) -> None:
             outputs, targets = tensor_to_arrays(composite(masked, generated, maps)), tensor_to_arrays(image)
             for out_i, gt_i, map_i, mask_i in zip(outputs, targets, maps[:, 0].cpu().numpy(), mask[:, 0].cpu().numpy()):
                 quality = image_metrics(out_i, gt_i, mask_i)
-                rows.append({"psnr": min(quality["psnr"], 100.0), "ssim": quality["ssim"], "iou": mask_metrics(map_i, mask_i)["iou"]})
+                rows.append({"psnr": min(quality["psnr"], 100.0), "ssim": quality["ssim"], "detail": quality["detail_ratio"],
+                             "iou": mask_metrics(map_i, mask_i)["iou"]})
         trained.train()
-        return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
 
     def save_samples(step: int) -> None:
         pipe = eval_pipeline()
