@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import save_file
 from skimage import data
 from skimage.metrics import structural_similarity
@@ -123,13 +124,25 @@ def test_perceptual_network_errors(tmp_path, monkeypatch):
 def test_perceptual_loss(vgg16_path):
     loss = PerceptualLoss(load_perceptual_network(vgg16_path))
     y = torch.rand(2, 3, 32, 32) * 2 - 1
-    assert loss(y, y).item() == 0
-    x = (torch.rand(2, 3, 32, 32) * 2 - 1).requires_grad_()
-    target = y.clone().requires_grad_()
-    value = loss(x, target)
-    value.backward()
-    assert value.item() > 0 and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-    assert target.grad is None  # the target's features are constants
+    assert [v.item() for v in loss(y, y)] == [0, 0]
+    for term in range(2):  # content, style
+        x = (torch.rand(2, 3, 32, 32) * 2 - 1).requires_grad_()
+        target = y.clone().requires_grad_()
+        value = loss(x, target)[term]
+        value.backward()
+        assert value.item() > 0 and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+        assert target.grad is None  # the target's features are constants
+
+
+def test_style_loss_ignores_where_texture_sits(vgg16_path):
+    """Gram matrices average over positions: the same texture shifted by a few pixels is near the original in
+    style and far in content, relative to how far a smooth copy of it is on each."""
+    loss = PerceptualLoss(load_perceptual_network(vgg16_path))
+    texture = torch.rand(1, 3, 72, 72, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    target, shifted = texture[..., :64, :64], texture[..., 5:69, 5:69]
+    smooth = F.avg_pool2d(target, 5, stride=1, padding=2, count_include_pad=False)
+    (content_shifted, style_shifted), (content_smooth, style_smooth) = loss(shifted, target), loss(smooth, target)
+    assert style_shifted / style_smooth < 0.5 * content_shifted / content_smooth
 
 
 def test_adversarial_losses():
@@ -163,7 +176,7 @@ def test_edit_generator_loss(vgg16_path):
     whole, region = torch.randn(2, 1, 4, 4, requires_grad=True), torch.randn(2, 1, requires_grad=True)
     w = EditLossWeights(rc=2.0, whole=0.1, mask=0.2)
     total, terms = edit_generator_loss(output, target, mask, whole, region, perceptual, w)
-    assert set(terms) == {"l1", "ssim", "perceptual", "rc", "adv_whole", "adv_mask", "total"}
+    assert set(terms) == {"l1", "ssim", "perceptual", "style", "rc", "adv_whole", "adv_mask", "total"}
     assert all(torch.isfinite(v) and not v.requires_grad for v in terms.values())
     expected_l1 = ((generated - target).abs() * mask).sum() / (mask.sum() * 3)
     assert torch.allclose(terms["l1"], expected_l1)
@@ -174,8 +187,13 @@ def test_edit_generator_loss(vgg16_path):
     assert torch.isfinite(generated.grad).all() and generated.grad[mask.expand_as(generated) > 0].abs().sum() > 0
     assert whole.grad is not None and region.grad is not None
     warmup_total, warmup_terms = edit_generator_loss(output.detach(), target, mask, None, None, perceptual, w)
-    assert set(warmup_terms) == {"l1", "ssim", "perceptual", "rc", "total"}
+    assert set(warmup_terms) == {"l1", "ssim", "perceptual", "style", "rc", "total"}
     assert torch.allclose(warmup_total, 2.0 * rc)
+    styled_total, styled = edit_generator_loss(output.detach(), target, mask, None, None, perceptual,
+                                               EditLossWeights(style=3.0))
+    assert styled["style"] > 0 and torch.allclose(styled["rc"], styled["l1"] + styled["ssim"] + styled["perceptual"]
+                                                  + 3.0 * styled["style"])
+    assert torch.allclose(styled_total, styled["rc"])
 
 
 def test_edit_loss_without_perceptual_network():
@@ -186,6 +204,8 @@ def test_edit_loss_without_perceptual_network():
     assert torch.allclose(total, terms["l1"] + terms["ssim"])
     with pytest.raises(ValueError, match="perceptual-weights"):
         edit_generator_loss(output, target, mask, None, None, None)  # default weight 1 needs the network
+    with pytest.raises(ValueError, match="perceptual-weights"):
+        edit_generator_loss(output, target, mask, None, None, None, EditLossWeights(perceptual=0.0, style=1.0))
 
 
 def test_edit_loss_l1_ignores_pixels_outside_mask():

@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     perceptual = None
-    if args.stage != "map" and cfg.edit_loss_weights.perceptual > 0:  # at weight 0 the VGG pass is skipped
+    vgg_weights = cfg.edit_loss_weights.perceptual + cfg.edit_loss_weights.style
+    if args.stage != "map" and vgg_weights > 0:  # with both at weight 0 the VGG pass is skipped
         try:
             perceptual = PerceptualLoss(load_perceptual_network(args.perceptual_weights)).to(accelerator.device)
         except (RuntimeError, FileNotFoundError, ValueError) as e:

@@ -149,27 +149,39 @@ def load_perceptual_network(weights_path: str | None = None) -> VGGFeatures:
 
 
 class PerceptualLoss(nn.Module):
-    """L1 distance between VGG features of output and target, averaged over the network's layers.
+    """Content and style distances between VGG features of output and target, from one pass: (content, style).
 
-    Each layer's L1 is divided by the target's mean feature magnitude on that layer, so every layer counts
-    about equally and the value does not depend on the network's input convention (Caffe inputs span 0..255,
-    torchvision's about +-2.5, so raw feature differences are ~60x apart): a loss weight means the same with
-    either network. Raw per-layer L1s measured 6..95 on faces with the shared VGG-16, normalised ones 0.05..0.6.
-    No gradient flows into the target.
+    Content: L1 between the features, averaged over the network's layers. Style: L1 between their Gram
+    matrices (channel x channel feature correlations, averaged over positions; Gatys et al., used for inpainting
+    texture by PConv and EdgeConnect), averaged over the same layers. Gram matrices ignore where a feature fires,
+    so style rewards the fill for having the truth's texture statistics (pores, stubble, grain) even where it
+    cannot place them pixel-exactly, which L1 and content features average away into a smooth patch.
+    Each layer's L1 is divided by the target's mean magnitude on that layer (features or Gram), so every layer
+    counts about equally and the value does not depend on the network's input convention (Caffe inputs span
+    0..255, torchvision's about +-2.5, so raw feature differences are ~60x apart): a loss weight means the same
+    with either network. Raw per-layer content L1s measured 6..95 on faces with the shared VGG-16, normalised
+    ones 0.05..0.6. No gradient flows into the target.
     """
 
     def __init__(self, network: nn.Module):
         super().__init__()
         self.network = network
 
-    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _gram(f: torch.Tensor) -> torch.Tensor:
+        f = f.flatten(2)
+        return f @ f.transpose(1, 2) / f.shape[2]
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             target_features = self.network(target)
-        terms = []
+        content, style = [], []
         for f, t in zip(self.network(output), target_features):
             f, t = f.float(), t.float()
-            terms.append((f - t).abs().mean() / (t.abs().mean() + 1e-6))
-        return torch.stack(terms).mean()
+            content.append((f - t).abs().mean() / (t.abs().mean() + 1e-6))
+            gram_t = self._gram(t)
+            style.append((self._gram(f) - gram_t).abs().mean() / (gram_t.abs().mean() + 1e-6))
+        return torch.stack(content).mean(), torch.stack(style).mean()
 
 
 # ---------------------------------------------------------------------------- identity
@@ -227,7 +239,7 @@ def map_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 1.
 
 @dataclass(frozen=True)
 class EditLossWeights:
-    """Weights of the editor's joint loss: rc * (l1 * L1 + ssim * (1 - SSIM) + perceptual * L_perc)
+    """Weights of the editor's joint loss: rc * (l1 * L1 + ssim * (1 - SSIM) + perceptual * L_perc + style * L_style)
     + identity * L_id + whole * L_adv(whole image) + mask * L_adv(mask region).
 
     The defaults keep the reconstruction terms in charge (each is ~0.1-0.5 early in training) and the two
@@ -238,6 +250,7 @@ class EditLossWeights:
     l1: float = 1.0
     ssim: float = 1.0
     perceptual: float = 1.0
+    style: float = 0.0  # VGG Gram matrices, from the perceptual pass (needs the perceptual network)
     whole: float = 0.01
     mask: float = 0.01
     identity: float = 0.0  # needs a face-recognition network (train.py --identity-weights)
@@ -268,22 +281,22 @@ def edit_generator_loss(
     to judge the seam, and windows/features that never see the mask contribute exactly zero anyway.
     The identity loss compares whole faces too (the output's lower face with its own eyes); it is computed
     when `identity` is given and weighted by weights.identity (a weight > 0 without it is an error); the
-    perceptual term likewise when `perceptual` is given (None: left out, e.g. at weight 0, where the VGG pass
-    would cost several times the editor's own step on a CPU).
-    Terms: l1, ssim (= 1 - SSIM), perceptual, rc, identity, adv_whole, adv_mask, total. A discriminator's logits
+    perceptual and style terms likewise when `perceptual` is given (None: left out, e.g. at weight 0, where the VGG
+    pass would cost several times the editor's own step on a CPU).
+    Terms: l1, ssim (= 1 - SSIM), perceptual, style, rc, identity, adv_whole, adv_mask, total. A discriminator's logits
     may be None (e.g. before the adversarial warm-up ends): its term is then left out of the total and of the terms.
     """
     if weights.identity > 0 and identity is None:
         raise ValueError("loss weight identity > 0 needs an identity network (train.py --identity-weights PATH)")
-    if weights.perceptual > 0 and perceptual is None:
-        raise ValueError("loss weight perceptual > 0 needs the perceptual network (train.py --perceptual-weights PATH)")
+    if (weights.perceptual > 0 or weights.style > 0) and perceptual is None:
+        raise ValueError("loss weights perceptual or style > 0 need the perceptual network (train.py --perceptual-weights PATH)")
     l1 = masked_l1(output, target, mask)
     ssim_loss = 1 - ssim(output, target).mean()
     rc = weights.l1 * l1 + weights.ssim * ssim_loss
     terms = dict(l1=l1, ssim=ssim_loss)
     if perceptual is not None:
-        terms["perceptual"] = perceptual(output, target)
-        rc = rc + weights.perceptual * terms["perceptual"]
+        terms["perceptual"], terms["style"] = perceptual(output, target)
+        rc = rc + weights.perceptual * terms["perceptual"] + weights.style * terms["style"]
     terms["rc"] = rc
     total = weights.rc * rc
     if identity is not None:
