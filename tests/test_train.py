@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from unmask_hf import UnmaskPipeline
 from unmask_hf.synth import MASK_STYLES
 from unmask_hf.training.checkpoint import is_complete, list_checkpoints
+from unmask_hf.training.config import TrainConfig
 
 from .test_losses import write_vgg
 from .test_mobilefacenet import write_mobilefacenet
@@ -55,6 +56,16 @@ def faces(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def vgg(tmp_path_factory) -> str:
     return write_vgg(tmp_path_factory.mktemp("vgg") / "vgg.safetensors", "D", 2)  # conv1_1, conv1_2: tiny
+
+
+TRAIN_CONFIGS = sorted(p for p in (ROOT / "train" / "configs").glob("*.yaml") if not p.name.startswith("accelerate"))
+
+
+@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_training_config_loads(path):
+    """A typo in a shipped config (an unknown key or loss name, a bad value) fails here, not an hour into a chunk."""
+    cfg = TrainConfig.from_yaml(path)
+    assert cfg.edit_loss_weights.rc > 0
 
 
 def train(*args: str, launcher: bool = False, check: bool = True) -> subprocess.CompletedProcess:
