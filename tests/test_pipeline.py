@@ -96,6 +96,23 @@ def test_predict_tensor_api(tiny_pipeline):
     assert generated.shape == (3, 3, 64, 64)
 
 
+def test_map_growth_grows_the_filled_region_and_round_trips(tmp_path, tiny_pipeline, monkeypatch):
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    square = torch.zeros(2, 1, 64, 64)
+    square[:, :, 20:40, 20:40] = 1
+    monkeypatch.setattr(tiny_pipeline, "predict_maps", lambda crops: square)
+    monkeypatch.setattr(tiny_pipeline, "map_growth", 2)
+    maps, _ = tiny_pipeline.predict(x)
+    assert maps[:, :, 18:42, 18:42].eq(1).all() and maps.sum() == 2 * 24 * 24  # 2 px on every side, no more
+    given, _ = tiny_pipeline.predict(x, square)  # a given mask is the exact region
+    assert torch.equal(given, square)
+    tiny_pipeline.save_pretrained(tmp_path)
+    with pytest.warns(UserWarning, match="untrained"):
+        assert UnmaskPipeline.from_pretrained(tmp_path, device="cpu").map_growth == 2
+    with pytest.raises(ValueError, match="map_growth"):
+        UnmaskPipeline(tiny_pipeline.map_generator, tiny_pipeline.edit_generator, map_growth=-1)
+
+
 @pytest.mark.parametrize("bad,message", [
     (b"not an image", "not a (readable|JPEG)"),
     (np.zeros((0, 10, 3), np.uint8), "empty"),

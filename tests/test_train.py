@@ -168,6 +168,32 @@ def test_edit_stage_with_the_loss_on_the_pasted_region(tmp_path, faces, vgg):
     assert json.loads((checkpoint / "run.json").read_text())["config"]["loss_on_paste"] is True
 
 
+@pytest.mark.slow
+def test_joint_stage_with_map_growth_saves_it(tmp_path, faces, vgg):
+    folder, _ = faces
+    train("--config", SMOKE, "--stage", "map", "--faces", str(folder), "--max-steps", "1",
+          "--output-dir", str(tmp_path / "map"))
+    config = tmp_path / "growth.yaml"
+    config.write_text(Path(SMOKE).read_text() + "map_growth: 1\n")
+    train("--config", str(config), "--stage", "joint", "--faces", str(folder), "--perceptual-weights", vgg,
+          "--max-steps", "2", "--init", str(tmp_path / "map" / "pipeline"), "--output-dir", str(tmp_path / "joint"))
+    assert UnmaskPipeline.from_pretrained(tmp_path / "joint" / "pipeline", device="cpu").map_growth == 1
+
+
+def test_maps_grow_randomly_up_to_the_limit():
+    from unmask_hf.training.data import grow_randomly
+
+    torch.manual_seed(0)
+    mask = torch.zeros(64, 1, 32, 32)
+    mask[:, :, 12:20, 12:20] = 1
+    grown = grow_randomly(mask, 2)
+    sides = torch.sqrt(grown.sum(dim=(1, 2, 3)))
+    assert set(sides.tolist()) == {8.0, 10.0, 12.0}  # 0, 1 and 2 px on every side, each drawn
+    assert (grown >= mask).all() and torch.equal(grow_randomly(mask, 0), mask)
+    with pytest.raises(ValueError, match="map_growth"):
+        TrainConfig(map_growth=-1)
+
+
 def test_bad_inputs_fail_before_training(tmp_path, faces, vgg):
     folder, identities = faces
     base = ["--faces", str(folder), "--output-dir", str(tmp_path / "out")]

@@ -43,7 +43,7 @@ from unmask_hf.models import (EditGenerator, MapGenerator, MaskRegionDiscriminat
                               grow_map)
 from unmask_hf.training.checkpoint import list_checkpoints, resume_from, save_checkpoint
 from unmask_hf.training.config import STAGES, TrainConfig
-from unmask_hf.training.data import PairedFaces, StreamedFaces, StreamSampler, to_model_inputs
+from unmask_hf.training.data import PairedFaces, StreamedFaces, StreamSampler, grow_randomly, to_model_inputs
 from unmask_hf.training.distributed import check_processes, check_replicas, use_cpu_processes
 from unmask_hf.training.sources import open_sources
 from unmask_hf.viz import image_grid
@@ -134,17 +134,19 @@ def check_writable(folder: Path) -> None:
         sys.exit(f"error: output folder {folder} is not writable: {e}")
 
 
-def build_models(cfg: TrainConfig, args: argparse.Namespace) -> tuple[MapGenerator, EditGenerator, dict]:
+def build_models(cfg: TrainConfig, args: argparse.Namespace) -> tuple[MapGenerator, EditGenerator, dict, int]:
+    """The two modules, the --init pipeline's info and the map growth the saved pipeline will use."""
     if args.init:
         start = UnmaskPipeline.from_pretrained(args.init, revision=args.init_revision, device="cpu")
         for module in (start.map_generator, start.edit_generator):
             if module.unet.config.image_size != cfg.image_size:
                 sys.exit(f"error: --init {args.init} works at {module.unet.config.image_size} px, the config at {cfg.image_size}")
-        return start.map_generator, start.edit_generator, dict(start.info)
+        growth = start.map_growth if cfg.map_growth is None else cfg.map_growth
+        return start.map_generator, start.edit_generator, dict(start.info), growth
     if args.stage == "joint":
         sys.exit("error: --stage joint fine-tunes on a trained map module: pass --init PIPELINE")
     return (MapGenerator(image_size=cfg.image_size, **cfg.map_model),
-            EditGenerator(image_size=cfg.image_size, **cfg.edit_model), {})
+            EditGenerator(image_size=cfg.image_size, **cfg.edit_model), {}, cfg.map_growth or 0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
             identity = IdentityLoss(load_face_embedder(args.identity_weights or "")).to(accelerator.device)
         except RuntimeError as e:
             sys.exit(f"error: the identity network could not be loaded: {e}")
-    map_gen, edit_gen, init_info = build_models(cfg, args)
+    map_gen, edit_gen, init_info, map_growth = build_models(cfg, args)
     trained = map_gen if args.stage == "map" else edit_gen
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     map_gen.to(accelerator.device, memory_format=fmt)
@@ -251,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     n_val = min(cfg.val_samples, len(val_set)) if val_set is not None else 0
 
     # The same pipeline users get, over the live modules: validation and samples go through its `predict`.
-    pipeline = UnmaskPipeline(map_gen, edit_gen, device=accelerator.device)
+    pipeline = UnmaskPipeline(map_gen, edit_gen, device=accelerator.device, map_growth=map_growth)
 
     def eval_pipeline() -> UnmaskPipeline:
         """The pipeline as users would get it now (EMA weights when enabled)."""
@@ -298,7 +300,8 @@ def main(argv: list[str] | None = None) -> None:
             image, masked, mask = to_model_inputs(batch, accelerator.device)
             maps, generated = pipe.predict(masked, mask if args.stage == "edit" else None)
             outputs, targets = tensor_to_arrays(composite(masked, generated, maps)), tensor_to_arrays(image)
-            for out_i, gt_i, map_i, mask_i in zip(outputs, targets, maps[:, 0].cpu().numpy(), mask[:, 0].cpu().numpy()):
+            predicted = pipe.predict_maps(masked)[:, 0].cpu().numpy()  # the map module's IoU, before any growth
+            for out_i, gt_i, map_i, mask_i in zip(outputs, targets, predicted, mask[:, 0].cpu().numpy()):
                 quality = image_metrics(out_i, gt_i, mask_i)
                 rows.append({"psnr": min(quality["psnr"], 100.0), "ssim": quality["ssim"], "detail": quality["detail_ratio"],
                              "iou": mask_metrics(map_i, mask_i)["iou"]})
@@ -367,6 +370,7 @@ def main(argv: list[str] | None = None) -> None:
             with accelerator.accumulate(trained_p, whole_p, region_p):
                 if args.stage == "joint":  # the editor learns on the maps users get (thresholded, cleaned)
                     mask = pipeline.predict_maps(masked).clone()  # clone: a normal tensor, not an inference one
+                mask = grow_randomly(mask, 2 * map_growth)
                 paste = grow_map(mask, MAP_DILATION) if cfg.loss_on_paste else mask
                 output = trained_p(masked, mask, paste)  # composited: input × (1 − P) + generated × P
                 if adversarial:  # discriminators first, on the detached output

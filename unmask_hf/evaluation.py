@@ -118,7 +118,7 @@ def run_methods(pipe: UnmaskPipeline, masked_t: torch.Tensor, mask_t: torch.Tens
     maps = pipe.predict_maps(masked_t)
     our_map = maps[:, 0].cpu().numpy() > 0.5
     map_seconds = time.perf_counter() - tick
-    for method, region in (("ours", maps), ("ours_true_mask", mask_t)):
+    for method, region in (("ours", pipe.fill_region(maps)), ("ours_true_mask", mask_t)):
         tick = time.perf_counter()
         _, generated = pipe.predict(masked_t, region)
         outputs[method] = tensor_to_arrays(composite(masked_t, generated, region))

@@ -24,6 +24,7 @@ from .faces import TEMPLATE_LANDMARKS, DetectedFace, FaceDetector, align_face, m
 from .model_card import render_model_card
 from .io import ImageInput, images_to_tensor, load_image, load_mask, tensor_to_arrays
 from .models import EditGenerator, MapGenerator
+from .models.edit_generator import grow_map
 from .models.map_generator import clean_maps
 from .models.hub import WEIGHTS_NAME, HubModule, resolve_weights
 from .viz import overlay_mask
@@ -97,15 +98,22 @@ class UnmaskPipeline:
     """
 
     def __init__(self, map_generator: MapGenerator, edit_generator: EditGenerator, threshold: float = 0.5,
-                 device: str | torch.device | None = None, info: dict | None = None, batch_size: int = 16):
+                 device: str | torch.device | None = None, info: dict | None = None, batch_size: int = 16,
+                 map_growth: int = 0):
         if map_generator.unet.config.image_size != edit_generator.unet.config.image_size:
             raise ValueError("The map and edit modules must share one image_size")
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        if map_growth < 0:
+            raise ValueError(f"map_growth must be >= 0, got {map_growth}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.map_generator = map_generator.eval().to(self.device)
         self.edit_generator = edit_generator.eval().to(self.device)
         self.threshold = threshold
+        # Pixels the predicted map grows by before the editor fills it: on real photos the map module stops a
+        # pixel short of the mask's rim, and an editor that sees the rim outside its hole continues it as a
+        # line along the upper edge of the fill (README, "Pasting back"). Trained for in train.py.
+        self.map_growth = map_growth
         self.batch_size = batch_size
         self.info = info or {"status": "untrained"}  # how the weights were made; goes into the model card
         self._detector = None
@@ -143,7 +151,8 @@ class UnmaskPipeline:
         info = config.get("info", {})
         if info.get("status") == "untrained":
             warnings.warn(f"The weights in {folder} are untrained: outputs are not meaningful yet.", stacklevel=2)
-        return cls(modules["map"], modules["edit"], threshold=config.get("threshold", 0.5), device=device, info=info)
+        return cls(modules["map"], modules["edit"], threshold=config.get("threshold", 0.5), device=device, info=info,
+                   map_growth=config.get("map_growth", 0))
 
     def save_pretrained(self, save_directory: str | Path, dtype: torch.dtype | None = None,
                         repo_id: str | None = None) -> Path:
@@ -156,7 +165,7 @@ class UnmaskPipeline:
             copy.load_state_dict(module.state_dict())
             copy.to(dtype or torch.float32).save_pretrained(folder / name)
             (folder / name / "README.md").unlink(missing_ok=True)  # one card, at the top
-        config = {"threshold": self.threshold, "image_size": self.image_size, "info": self.info}
+        config = {"threshold": self.threshold, "map_growth": self.map_growth, "image_size": self.image_size, "info": self.info}
         (folder / PIPELINE_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         self.model_card(repo_id).save(folder / "README.md")
         return folder
@@ -182,15 +191,19 @@ class UnmaskPipeline:
         crops = crops.to(self.device)
         return clean_maps((self.map_generator.probability(crops) > self.threshold).to(crops.dtype))
 
+    def fill_region(self, maps: torch.Tensor) -> torch.Tensor:
+        """The region the editor fills for predicted maps N×1×S×S: grown by `map_growth` px."""
+        return grow_map(maps, self.map_growth)
+
     @torch.inference_mode()
     def predict(self, crops: torch.Tensor, masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Aligned crops N×3×S×S in [-1, 1] → (binary maps N×1×S×S, generated crops N×3×S×S in [-1, 1]).
+        """Aligned crops N×3×S×S in [-1, 1] → (filled regions N×1×S×S, generated crops N×3×S×S in [-1, 1]).
 
-        `masks` (N×1×S×S in {0, 1}) replaces the map module. Composite with `models.composite`. Training
+        The region is the predicted map grown by `fill_region`; `masks` (N×1×S×S in {0, 1}) replaces both. Composite with `models.composite`. Training
         validation and evaluation call this, so they measure exactly what users get.
         """
         crops = crops.to(self.device)
-        masks = self.predict_maps(crops) if masks is None else masks.to(self.device, crops.dtype)
+        masks = self.fill_region(self.predict_maps(crops)) if masks is None else masks.to(self.device, crops.dtype)
         return masks, self.edit_generator.generate(crops, masks)
 
     def _run(self, crops: list[_Crop]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -199,7 +212,7 @@ class UnmaskPipeline:
         for start in range(0, len(crops), self.batch_size):
             chunk = crops[start:start + self.batch_size]
             x = images_to_tensor([c.crop for c in chunk]).to(self.device)
-            predicted = None if all(c.user_mask is not None for c in chunk) else self.predict_maps(x)
+            predicted = None if all(c.user_mask is not None for c in chunk) else self.fill_region(self.predict_maps(x))
             maps = torch.stack([predicted[i] if c.user_mask is None else torch.from_numpy(c.user_mask[None]).float().to(self.device)
                                 for i, c in enumerate(chunk)])
             maps, generated = self.predict(x, maps)

@@ -44,6 +44,9 @@ class TrainConfig:
     # edit/joint: the loss sees the output composited over the region the pipeline pastes (the map grown by
     # pipeline.MAP_DILATION), so the ring of raw output pasted around the map is trained too
     loss_on_paste: bool = False
+    # The saved pipeline's map_growth (None: the --init pipeline's). edit/joint train on maps grown by a random
+    # 0..2×map_growth px, so the grown map the pipeline gives the editor is one it has learnt to fill.
+    map_growth: int | None = None
 
     mixed_precision: str = "no"  # no | bf16 | fp16
     channels_last: bool = True
@@ -78,6 +81,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.no_mask_fraction < 1.0:
             raise ValueError(f"no_mask_fraction must be in [0, 1), got {self.no_mask_fraction}")
+        if self.map_growth is not None and self.map_growth < 0:
+            raise ValueError(f"map_growth must be >= 0, got {self.map_growth}")
         if self.align_jitter < 0:
             raise ValueError(f"align_jitter must be >= 0, got {self.align_jitter}")
         for name in ("hard_negative_fraction", "degrade_fraction"):

@@ -17,6 +17,7 @@ from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
 
 from ..io import load_image
+from ..models.edit_generator import grow_map
 from ..synth import make_sample
 
 
@@ -183,6 +184,15 @@ class StreamedFaces(IterableDataset):
             if count == before:
                 raise ValueError(f"process {self.rank}, worker {worker}: its share of the streamed dataset is empty")
             epoch += 1
+
+
+def grow_randomly(mask: torch.Tensor, most: int) -> torch.Tensor:
+    """Each N×1×H×W map grown by its own random 0..`most` px (the training side of the pipeline's map_growth)."""
+    if most <= 0:
+        return mask
+    pixels = torch.randint(0, most + 1, (mask.shape[0],), device=mask.device)
+    grown = torch.stack([grow_map(mask, k) for k in range(most + 1)])  # (most+1)×N×1×H×W
+    return grown[pixels, torch.arange(mask.shape[0], device=mask.device)]
 
 
 def to_model_inputs(batch: dict[str, torch.Tensor], device: torch.device,
