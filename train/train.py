@@ -298,10 +298,11 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         for batch in val_batches():
             image, masked, mask = to_model_inputs(batch, accelerator.device)
-            maps, generated = pipe.predict(masked, mask if args.stage == "edit" else None)
+            predicted = pipe.predict_maps(masked)  # IoU is the map module's, before any growth
+            region = mask if args.stage == "edit" else pipe.fill_region(predicted)
+            maps, generated = pipe.predict(masked, region)
             outputs, targets = tensor_to_arrays(composite(masked, generated, maps)), tensor_to_arrays(image)
-            predicted = pipe.predict_maps(masked)[:, 0].cpu().numpy()  # the map module's IoU, before any growth
-            for out_i, gt_i, map_i, mask_i in zip(outputs, targets, predicted, mask[:, 0].cpu().numpy()):
+            for out_i, gt_i, map_i, mask_i in zip(outputs, targets, predicted[:, 0].cpu().numpy(), mask[:, 0].cpu().numpy()):
                 quality = image_metrics(out_i, gt_i, mask_i)
                 rows.append({"psnr": min(quality["psnr"], 100.0), "ssim": quality["ssim"], "detail": quality["detail_ratio"],
                              "iou": mask_metrics(map_i, mask_i)["iou"]})

@@ -165,7 +165,8 @@ class UnmaskPipeline:
             copy.load_state_dict(module.state_dict())
             copy.to(dtype or torch.float32).save_pretrained(folder / name)
             (folder / name / "README.md").unlink(missing_ok=True)  # one card, at the top
-        config = {"threshold": self.threshold, "map_growth": self.map_growth, "image_size": self.image_size, "info": self.info}
+        config = {"threshold": self.threshold, "map_growth": self.map_growth, "image_size": self.image_size,
+                  "info": self.info}
         (folder / PIPELINE_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         self.model_card(repo_id).save(folder / "README.md")
         return folder
@@ -199,8 +200,9 @@ class UnmaskPipeline:
     def predict(self, crops: torch.Tensor, masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Aligned crops N×3×S×S in [-1, 1] → (filled regions N×1×S×S, generated crops N×3×S×S in [-1, 1]).
 
-        The region is the predicted map grown by `fill_region`; `masks` (N×1×S×S in {0, 1}) replaces both. Composite with `models.composite`. Training
-        validation and evaluation call this, so they measure exactly what users get.
+        The region is the predicted map grown by `fill_region`; `masks` (N×1×S×S in {0, 1}) replaces both.
+        Composite with `models.composite`. Training validation and evaluation call this, so they measure exactly
+        what users get.
         """
         crops = crops.to(self.device)
         masks = self.fill_region(self.predict_maps(crops)) if masks is None else masks.to(self.device, crops.dtype)
