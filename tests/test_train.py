@@ -157,15 +157,16 @@ def test_edit_stage_with_identity_loss(tmp_path, faces, vgg):
 
 
 @pytest.mark.slow
-def test_edit_stage_with_the_loss_on_the_pasted_region(tmp_path, faces, vgg):
+def test_edit_stage_with_the_loss_on_the_pasted_region_and_rims(tmp_path, faces, vgg):
     folder, _ = faces
     config = tmp_path / "paste.yaml"
-    config.write_text(Path(SMOKE).read_text() + "loss_on_paste: true\n")
+    config.write_text(Path(SMOKE).read_text() + "loss_on_paste: true\nrim_fraction: 0.5\n")
     train("--config", str(config), "--stage", "edit", "--faces", str(folder), "--perceptual-weights", vgg,
           "--max-steps", "2", "--output-dir", str(tmp_path / "edit"))
     assert UnmaskPipeline.from_pretrained(tmp_path / "edit" / "pipeline", device="cpu").info["steps"] == 2
     checkpoint = list_checkpoints(tmp_path / "edit" / "checkpoints")[0]
-    assert json.loads((checkpoint / "run.json").read_text())["config"]["loss_on_paste"] is True
+    saved = json.loads((checkpoint / "run.json").read_text())["config"]
+    assert saved["loss_on_paste"] is True and saved["rim_fraction"] == 0.5
 
 
 @pytest.mark.slow
@@ -192,6 +193,28 @@ def test_maps_grow_randomly_up_to_the_limit():
     assert (grown >= mask).all() and torch.equal(grow_randomly(mask, 0), mask)
     with pytest.raises(ValueError, match="map_growth"):
         TrainConfig(map_growth=-1)
+
+
+def test_rims_are_painted_only_just_outside_the_map():
+    from unmask_hf.models import grow_map
+    from unmask_hf.training.data import paint_rims
+
+    torch.manual_seed(0)
+    mask = torch.zeros(64, 1, 32, 32)
+    mask[:, :, 12:20, 12:20] = 1
+    mask[0] = 0  # a sample shown without a mask gets no rim
+    masked = torch.rand(64, 3, 32, 32) * 2 - 1
+    painted = paint_rims(masked, mask, 0.5, 2)
+    changed = (painted != masked).any(dim=1, keepdim=True).float()
+    assert (changed <= grow_map(mask, 2) - mask).all()  # never inside the map, never beyond 2 px of it
+    rings = changed.sum(dim=(1, 2, 3))
+    assert rings[0] == 0 and set(rings.tolist()) == {0.0, 36.0, 80.0}  # none, 1 px or 2 px all round
+    assert 16 < (rings > 0).sum() < 48 and painted.abs().max() <= 1
+    assert torch.equal(paint_rims(masked, mask, 0.0, 2), masked)
+    with pytest.raises(ValueError, match="loss_on_paste"):
+        TrainConfig(rim_fraction=0.5)
+    with pytest.raises(ValueError, match="rim_fraction"):
+        TrainConfig(rim_fraction=1.5, loss_on_paste=True)
 
 
 def test_bad_inputs_fail_before_training(tmp_path, faces, vgg):

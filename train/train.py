@@ -43,7 +43,8 @@ from unmask_hf.models import (EditGenerator, MapGenerator, MaskRegionDiscriminat
                               grow_map)
 from unmask_hf.training.checkpoint import list_checkpoints, resume_from, save_checkpoint
 from unmask_hf.training.config import STAGES, TrainConfig
-from unmask_hf.training.data import PairedFaces, StreamedFaces, StreamSampler, grow_randomly, to_model_inputs
+from unmask_hf.training.data import (PairedFaces, StreamedFaces, StreamSampler, grow_randomly, paint_rims,
+                                     to_model_inputs)
 from unmask_hf.training.distributed import check_processes, check_replicas, use_cpu_processes
 from unmask_hf.training.sources import open_sources
 from unmask_hf.viz import image_grid
@@ -372,6 +373,7 @@ def main(argv: list[str] | None = None) -> None:
                 if args.stage == "joint":  # the editor learns on the maps users get (thresholded, cleaned)
                     mask = pipeline.predict_maps(masked).clone()  # clone: a normal tensor, not an inference one
                 mask = grow_randomly(mask, 2 * map_growth)
+                masked = paint_rims(masked, mask, cfg.rim_fraction, MAP_DILATION)
                 paste = grow_map(mask, MAP_DILATION) if cfg.loss_on_paste else mask
                 output = trained_p(masked, mask, paste)  # composited: input × (1 − P) + generated × P
                 if adversarial:  # discriminators first, on the detached output

@@ -47,6 +47,10 @@ class TrainConfig:
     # The saved pipeline's map_growth (None: the --init pipeline's). edit/joint train on maps grown by a random
     # 0..2×map_growth px, so the grown map the pipeline gives the editor is one it has learnt to fill.
     map_growth: int | None = None
+    # edit/joint: share of samples whose editor input gets a pale or dark rim painted just outside the map
+    # (data.paint_rims), as real masks' rims lie beyond the predicted map; needs loss_on_paste (the pasted
+    # region covers the rim, so the output never shows it)
+    rim_fraction: float = 0.0
 
     mixed_precision: str = "no"  # no | bf16 | fp16
     channels_last: bool = True
@@ -85,7 +89,9 @@ class TrainConfig:
             raise ValueError(f"map_growth must be >= 0, got {self.map_growth}")
         if self.align_jitter < 0:
             raise ValueError(f"align_jitter must be >= 0, got {self.align_jitter}")
-        for name in ("hard_negative_fraction", "degrade_fraction"):
+        if self.rim_fraction > 0 and not self.loss_on_paste:
+            raise ValueError("rim_fraction needs loss_on_paste: true (the painted rim must lie inside the pasted region)")
+        for name in ("hard_negative_fraction", "degrade_fraction", "rim_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("mask_styles", "held_out_styles"):

@@ -12,6 +12,7 @@ import cv2
 import datasets
 import numpy as np
 import torch
+import torch.nn.functional as F
 from datasets.distributed import split_dataset_by_node
 from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
@@ -193,6 +194,28 @@ def grow_randomly(mask: torch.Tensor, most: int) -> torch.Tensor:
     pixels = torch.randint(0, most + 1, (mask.shape[0],), device=mask.device)
     grown = torch.stack([grow_map(mask, k) for k in range(most + 1)])  # (most+1)×N×1×H×W
     return grown[pixels, torch.arange(mask.shape[0], device=mask.device)]
+
+
+def paint_rims(masked: torch.Tensor, mask: torch.Tensor, fraction: float, most: int) -> torch.Tensor:
+    """A `fraction` of the editor's inputs (N×3×H×W in [-1, 1]) with a rim painted in the 1..`most` px just
+    outside each map (N×1×H×W): the mask's colour from just inside, pulled toward a random grey (a pale binding,
+    a dark shadow), half to fully opaque. On real photos the map stops a pixel or two short of the mask's rim;
+    trained on such rings, which the pipeline pastes over, the editor learns to fill past them instead of
+    continuing them into the hole as a line."""
+    if fraction <= 0:
+        return masked
+    n, device = masked.shape[0], masked.device
+    width = torch.randint(1, most + 1, (n,), device=device)
+    grown = torch.stack([grow_map(mask, k) for k in range(1, most + 1)])[width - 1, torch.arange(n, device=device)]
+    chosen = (torch.rand(n, 1, 1, 1, device=device) < fraction).float()
+    ring = (grown - mask) * chosen
+    window = 2 * most + 3  # every ring pixel has map pixels within `most` px, so within this window
+    inside = (F.avg_pool2d(masked * mask, window, 1, window // 2)
+              / F.avg_pool2d(mask, window, 1, window // 2).clamp_min(1e-6))
+    grey, pull, alpha = torch.rand(3, n, 1, 1, 1, device=device)
+    rim = inside + 0.6 * pull * (2 * grey - 1 - inside)
+    alpha = 0.5 + 0.5 * alpha
+    return masked + ring * alpha * (rim - masked)
 
 
 def to_model_inputs(batch: dict[str, torch.Tensor], device: torch.device,
