@@ -208,6 +208,22 @@ def test_edit_loss_without_perceptual_network():
         edit_generator_loss(output, target, mask, None, None, None, EditLossWeights(perceptual=0.0, style=1.0))
 
 
+def test_edit_loss_outside_term_holds_the_raw_output_to_the_photo_outside_the_region():
+    target = torch.zeros(1, 3, 8, 8)
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :4, :] = 1
+    generated = target + 0.5 * (1 - mask) + 0.25 * mask  # raw output: 0.5 off outside the region, 0.25 inside
+    output = target + 0.25 * mask  # the composite never shows the outside error
+    weights = EditLossWeights(perceptual=0.0, outside=2.0)
+    total, terms = edit_generator_loss(output, target, mask, None, None, None, weights, generated=generated)
+    assert torch.isclose(terms["outside"], torch.tensor(0.5))
+    assert torch.allclose(total, terms["rc"] + 2.0 * terms["outside"])
+    plain_total, plain = edit_generator_loss(output, target, mask, None, None, None, EditLossWeights(perceptual=0.0))
+    assert "outside" not in plain and torch.allclose(plain_total, plain["rc"])  # off by default
+    with pytest.raises(ValueError, match="generated"):
+        edit_generator_loss(output, target, mask, None, None, None, weights)
+
+
 def test_edit_loss_l1_ignores_pixels_outside_mask():
     target = torch.zeros(1, 3, 8, 8)
     mask = torch.zeros(1, 1, 8, 8)

@@ -53,6 +53,9 @@ def test_composite_over_a_paste_region():
     ring = ((paste - m) > 0).expand_as(x)
     assert ring.any() and torch.equal(out[ring], generated[ring])  # the ring shows the raw output, as pasted
     assert torch.equal(out[paste.expand_as(x) == 0], x[paste.expand_as(x) == 0])
+    with torch.no_grad():
+        both = gen(x, m, paste, raw=True)
+    assert torch.equal(both[0], out) and torch.equal(both[1], generated)  # raw=True: the same, plus the raw output
 
 
 def test_default_sizes_within_budget():

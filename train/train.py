@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
                 mask = grow_randomly(mask, 2 * map_growth)
                 masked = paint_rims(masked, mask, cfg.rim_fraction, MAP_DILATION)
                 paste = grow_map(mask, MAP_DILATION) if cfg.loss_on_paste else mask
-                output = trained_p(masked, mask, paste)  # composited: input × (1 − P) + generated × P
+                output, generated = trained_p(masked, mask, paste, raw=True)  # input × (1 − P) + generated × P, generated
                 if adversarial:  # discriminators first, on the detached output
                     with accelerator.autocast():
                         fake = output.detach()
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
                 with accelerator.autocast():
                     g_total, g_terms = edit_generator_loss(
                         output, image, paste, whole_d(output) if adversarial else None,
-                        region_d(output, paste) if adversarial else None, perceptual, weights, identity)
+                        region_d(output, paste) if adversarial else None, perceptual, weights, identity, generated)
                 whole_d.requires_grad_(True)
                 region_d.requires_grad_(True)
                 terms.update(g_terms)

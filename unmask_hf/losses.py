@@ -254,6 +254,9 @@ class EditLossWeights:
     whole: float = 0.01
     mask: float = 0.01
     identity: float = 0.0  # needs a face-recognition network (train.py --identity-weights)
+    # L1 of the raw output (before compositing) against the truth outside the region it replaces: the last
+    # layers blur whatever lies beyond that region into its edge, so it should be the photo, not noise
+    outside: float = 0.0
 
 
 def masked_l1(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -271,6 +274,7 @@ def edit_generator_loss(
     perceptual: PerceptualLoss | None,
     weights: EditLossWeights = EditLossWeights(),
     identity: IdentityLoss | None = None,
+    generated: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The editing module's joint loss; returns (total, every term by name, detached, for logging).
 
@@ -283,7 +287,8 @@ def edit_generator_loss(
     when `identity` is given and weighted by weights.identity (a weight > 0 without it is an error); the
     perceptual and style terms likewise when `perceptual` is given (None: left out, e.g. at weight 0, where the VGG
     pass would cost several times the editor's own step on a CPU).
-    Terms: l1, ssim (= 1 - SSIM), perceptual, style, rc, identity, adv_whole, adv_mask, total. A discriminator's logits
+    `generated`, the raw output before compositing, is needed when weights.outside > 0.
+    Terms: l1, ssim (= 1 - SSIM), perceptual, style, rc, identity, outside, adv_whole, adv_mask, total. A discriminator's logits
     may be None (e.g. before the adversarial warm-up ends): its term is then left out of the total and of the terms.
     """
     if weights.identity > 0 and identity is None:
@@ -302,6 +307,11 @@ def edit_generator_loss(
     if identity is not None:
         terms["identity"] = identity(output, target)
         total = total + weights.identity * terms["identity"]
+    if weights.outside > 0:
+        if generated is None:
+            raise ValueError("loss weight outside > 0 needs the raw generated image (generated=...)")
+        terms["outside"] = masked_l1(generated, target, 1 - mask)
+        total = total + weights.outside * terms["outside"]
     adversarial = [("adv_whole", whole_fake_logits, weights.whole), ("adv_mask", region_fake_logits, weights.mask)]
     for name, logits, weight in adversarial:
         if logits is not None:

@@ -34,6 +34,10 @@ class EditGenerator(HubModule):
         """The raw generated image (before compositing); `mask` is N×1×H×W in [0, 1]."""
         return self.unet(torch.cat([image, 2 * mask - 1], dim=1))
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor, paste: torch.Tensor | None = None) -> torch.Tensor:
-        """Composited over `paste`, the region the output replaces (default: the map itself)."""
-        return composite(image, self.generate(image, mask), mask if paste is None else paste)
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, paste: torch.Tensor | None = None,
+                raw: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Composited over `paste`, the region the output replaces (default: the map itself); with `raw`, also
+        the generated image before compositing (for training losses on it)."""
+        generated = self.generate(image, mask)
+        output = composite(image, generated, mask if paste is None else paste)
+        return (output, generated) if raw else output
