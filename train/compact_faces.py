@@ -7,9 +7,17 @@ The renderer places masks by the aligned-crop template, so faces framed otherwis
 neck and shoulders) go through the pipeline's own detection and alignment first, as a user's photo does:
 
     python train/compact_faces.py ../shared/data/ffhq-256 .data/ffhq128 --size 128 --quality 75 --align
+
+To ship only the people training may see (the rented machine then splits off its own validation people from
+them, so the project's validation people never reach training), take one split of the identity-disjoint split
+(`FaceFolder.split`); `--max-identities` keeps that many of its people (a seeded draw), to fit a transfer limit:
+
+    python train/compact_faces.py ../shared/data/celeba-faces/train .data/gpu/celeba --size 128 --quality 75 \
+        --identities ../shared/data/celeba-faces/identities.csv --split train --max-identities 757
 """
 
 import argparse
+import csv
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -18,8 +26,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from unmask_hf.dataset import FaceFolder
 from unmask_hf.faces import FaceDetector, align_face
-from unmask_hf.io import find_images, load_image
+from unmask_hf.io import load_image
 
 _detector: FaceDetector | None = None  # one per worker process
 
@@ -49,10 +58,27 @@ def main() -> None:
     parser.add_argument("--quality", type=int, default=75, help="WebP quality")
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--align", action="store_true", help="crop each photo's largest face the way the pipeline does")
+    parser.add_argument("--identities", help="CSV file,identity: with --split, and written beside the output")
+    parser.add_argument("--split", choices=["train", "validation", "test"], help="only this split's faces")
+    parser.add_argument("--max-identities", type=int, help="with --split: keep this many of its people (seed 0)")
     args = parser.parse_args()
-    paths = find_images([args.faces])
+    if (args.split or args.max_identities) and not args.identities:
+        parser.error("--split and --max-identities need --identities (the split is by person)")
+    folder = FaceFolder(args.faces, args.identities)
+    chosen = list(range(len(folder)))
+    if args.split:
+        chosen = folder.split()[args.split]
+    if args.max_identities:
+        people = sorted({folder.identities[i] for i in chosen}, key=str)
+        kept = set(np.random.default_rng(0).permutation(np.array(people, dtype=object))[: args.max_identities])
+        chosen = [i for i in chosen if folder.identities[i] in kept]
+    paths = [folder.files[i] for i in chosen]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.identities:  # beside the faces, so the copy splits by person too
+        with open(out.parent / f"{out.name}-identities.csv", "w", newline="") as f:
+            csv.writer(f).writerows([("file", "identity")] + [(f"{folder.files[i].stem}.webp", folder.identities[i])
+                                                             for i in chosen])
     work = partial(convert, out=out, size=args.size, quality=args.quality, align=args.align)
     with ProcessPoolExecutor(args.num_proc) as pool:
         written = sum(tqdm(pool.map(work, paths, chunksize=16), total=len(paths), desc="compacting", unit="img"))
