@@ -119,3 +119,20 @@ def test_clean_maps_removes_specks_and_fills_holes():
     assert cleaned[0, 0, 82, 62] == 1 and cleaned[0, 0, 11, 11] == 0
     assert cleaned[0, :, 60:110, 30:100].all() and cleaned[0].sum() == 50 * 70
     assert cleaned[1].sum() == 0  # empty stays empty
+
+
+def test_clean_maps_treats_each_map_of_a_batch_on_its_own():
+    """Part sizes are counted for all maps at once: a map's result must not depend on the maps beside it."""
+    from unmask_hf.models.map_generator import clean_maps
+
+    noise = torch.rand(4, 1, 128, 128, generator=torch.Generator().manual_seed(0))
+    blobs = torch.nn.functional.avg_pool2d(noise, 9, 1, 4)
+    maps = (blobs > 0.5).float()  # many parts of many sizes
+    maps[1] = 0
+    maps[1, :, 40:56, 40:56] = 1  # a small mask, kept: the largest part of its own map
+    maps[1, :, 100:102, 10:12] = 1  # and a speck beside it, dropped
+    maps[2] = 0  # an empty map
+    maps[3, :, 8:120, 8:120] = 1  # a part far larger than any other map's
+    alone = torch.cat([clean_maps(maps[i:i + 1]) for i in range(len(maps))])
+    assert torch.equal(clean_maps(maps), alone)
+    assert alone[1].sum() == 16 * 16 and alone[2].sum() == 0

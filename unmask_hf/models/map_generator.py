@@ -53,11 +53,13 @@ def clean_maps(maps: torch.Tensor, min_fraction: float = 0.1, work_size: int = 3
     sh, sw = fg.shape[-2:]
     ids = torch.arange(1, sh * sw + 1, device=maps.device, dtype=torch.float32).view(1, 1, sh, sw).expand(n, 1, sh, sw)
     labels = _propagate(torch.where(fg, ids, torch.zeros_like(ids)), fg)  # each part takes its largest pixel id
-    keep = torch.zeros_like(fg)
-    for i in range(n):
-        parts, sizes = torch.unique(labels[i][fg[i]], return_counts=True)
-        if len(parts):
-            keep[i] = torch.isin(labels[i], parts[sizes >= min_fraction * sizes.max()]) & fg[i]
+    # Every part's size, all maps at once (labels are pixel ids: count them per map), then keep the big parts.
+    # No per-map loop: on a GPU each pass of such a loop waits for the device.
+    flat = labels.reshape(n, -1).long()
+    sizes = torch.zeros(n, sh * sw + 1, device=maps.device).scatter_add_(1, flat, fg.reshape(n, -1).float())
+    sizes[:, 0] = 0  # id 0 is the background
+    big = sizes >= min_fraction * sizes.amax(dim=1, keepdim=True)
+    keep = torch.gather(big, 1, flat).view_as(fg) & fg
     border = torch.zeros_like(keep)
     border[..., 0, :] = border[..., -1, :] = border[..., :, 0] = border[..., :, -1] = True
     outside = _propagate((~keep & border).float(), ~keep) > 0  # background reachable from the edge
