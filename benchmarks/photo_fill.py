@@ -3,6 +3,9 @@ the working-size models, paste-back), measured against the clean face at that si
 
     python benchmarks/photo_fill.py --faces ../shared/data/ffhq-256 [--size 256] [--count 60] [--model ID_OR_DIR]
 
+The faces are the folder's identity-disjoint validation split (`FaceFolder.split`, the people `train.py --faces`
+holds out of training; `--split all` takes every face), so the models are measured on faces they never saw.
+
 Two rows: the map module's own mask (what `pipe(photo)` does) and the true mask given as the user's mask (only
 the fill and the paste). Columns (means over the faces the detector found): PSNR and SSIM of the whole photo,
 PSNR in the mask's bounding box, the detail ratio in the true mask (1 = as sharp as the real face; the model
@@ -18,7 +21,8 @@ import numpy as np
 
 from unmask_hf import UnmaskPipeline
 from unmask_hf.blend import dilate, erode
-from unmask_hf.io import find_images, load_image
+from unmask_hf.dataset import FaceFolder
+from unmask_hf.io import load_image
 from unmask_hf.metrics import image_metrics
 from unmask_hf.synth import make_sample
 
@@ -44,11 +48,16 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="photo side the masks are rendered at")
     parser.add_argument("--count", type=int, default=60)
     parser.add_argument("--model", default=None, help="Hub id or folder (default: the embedded weights)")
+    parser.add_argument("--split", choices=["validation", "test", "all"], default="validation",
+                        help="which faces: a split training holds out (default), or all")
+    parser.add_argument("--identities", help="CSV file,identity for the split (unlisted faces: one person each)")
     args = parser.parse_args()
+    folder = FaceFolder(args.faces, args.identities)
+    chosen = range(len(folder)) if args.split == "all" else folder.split()[args.split]
     pipe = UnmaskPipeline.from_pretrained(args.model, device="cpu")
     rows: dict[str, list[dict]] = {"map module's mask": [], "true mask as user mask": []}
     missed, refused, seconds = 0, 0, 0.0
-    for i, path in enumerate(find_images([args.faces])[: args.count]):
+    for i, path in enumerate([folder.files[j] for j in chosen][: args.count]):
         sample = make_sample(load_image(path), seed=i, size=args.size)
         truth, masked = np.asarray(sample["image"]), np.asarray(sample["masked"])
         true_mask = np.asarray(sample["mask"]) > 127
@@ -64,8 +73,8 @@ def main() -> None:
             rows[name].append(measure(np.asarray(result.image), truth, true_mask, np.asarray(result.mask) > 127))
     n = len(rows["map module's mask"])
     keys = list(next(iter(rows.values()))[0])
-    print(f"{n} faces at {args.size} px from {args.faces} (detector missed {missed}); working size {pipe.image_size}; "
-          f"pipe(photo) {1000 * seconds / max(n + missed, 1):.0f} ms per photo; true masks refused as covering the "
+    print(f"{n} faces at {args.size} px from {args.faces}, {args.split} split (detector missed {missed}); "
+          f"working size {pipe.image_size}; pipe(photo) {1000 * seconds / max(n + missed, 1):.0f} ms per photo; true masks refused as covering the "
           f"whole face (photo left unchanged, counted in the means): {refused}")
     print("| mask | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys))
     for name, values in rows.items():
