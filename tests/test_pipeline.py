@@ -34,6 +34,19 @@ def test_save_load_round_trip_bit_identical(tmp_path, tiny_pipeline, astronaut_r
     assert np.array_equal(np.asarray(a.mask), np.asarray(b.mask))
 
 
+def test_model_card_lists_the_chunks_not_kept(tmp_path, tiny_pipeline):
+    tiny_pipeline.info = {"status": "trained", "commands": ["python train/train.py --stage map"], "not_kept": [
+        {"chunk": "a GPU chunk", "result": "24.75 dB against 25.22", "command": "python train/train.py --stage joint"},
+        {"chunk": "CPU chunks", "result": "see the README"}]}
+    tiny_pipeline.save_pretrained(tmp_path)
+    card = (tmp_path / "README.md").read_text()
+    assert "- Chunks measured and not kept" in card and "Not kept:" not in card
+    assert "  - a GPU chunk: 24.75 dB against 25.22\n    `python train/train.py --stage joint`" in card
+    assert "  - CPU chunks: see the README\n" in card
+    saved = json.loads((tmp_path / "pipeline.json").read_text())["info"]["not_kept"]
+    assert saved == tiny_pipeline.info["not_kept"]
+
+
 def test_fp16_save_keeps_live_model_fp32(tmp_path, tiny_pipeline):
     tiny_pipeline.save_pretrained(tmp_path, dtype=torch.float16)
     assert next(tiny_pipeline.edit_generator.parameters()).dtype == torch.float32

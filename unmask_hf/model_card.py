@@ -57,7 +57,8 @@ def _describe(value) -> str:
 
 
 def render_model_card(pipe, repo_id: str | None = None) -> ModelCard:
-    """Fill the template from `pipe.info` (status, commands, data, hardware, time, results markdown).
+    """Fill the template from `pipe.info` (status, commands, data, hardware, time, results markdown, and
+    `not_kept`: chunks trained and measured but not installed, each a dict of chunk, result and command).
 
     `repo_id` (when pushing) goes into the usage example; without it the example loads the embedded weights.
     """
@@ -73,9 +74,13 @@ def render_model_card(pipe, repo_id: str | None = None) -> ModelCard:
         datasets=info.get("datasets"),
     )
     training_lines = [f"- {key.replace('_', ' ').capitalize()}: {_describe(value)}" for key, value in info.items()
-                      if key not in ("status", "commands", "results", "datasets")]
+                      if key not in ("status", "commands", "results", "datasets", "not_kept")]
     if info.get("commands"):
         training_lines.append("- Commands:\n```bash\n" + "\n".join(info["commands"]) + "\n```")
+    if info.get("not_kept"):  # chunks trained from these weights that validation did not favour
+        training_lines.append("- Chunks measured and not kept (the weights above stayed):\n" + "\n".join(
+            f"  - {c['chunk']}: {c['result']}" + (f"\n    `{c['command']}`" if c.get("command") else "")
+            for c in info["not_kept"]))
     return ModelCard(TEMPLATE.format(
         card_data=card_data.to_yaml(), status=status, status_note=STATUS_NOTES.get(status, ""),
         image_size=pipe.image_size, threshold=pipe.threshold, load_arg=repr(repo_id) if repo_id else "",
