@@ -200,3 +200,33 @@ def test_hub_style_source_and_push(tmp_path, monkeypatch):
     assert ds.push_to_hub(out, "org/masked-faces").endswith("org/masked-faces")
     assert calls == [("create_repo", "org/masked-faces", "dataset"),
                      ("upload_folder", "org/masked-faces", "dataset", str(out))]
+
+
+def test_compact_faces_ships_only_some_people_of_one_split(tmp_path):
+    """train/compact_faces.py --split train --max-identities: whole people of the training split only, and their
+    identities beside them, so the copy is split by person again and the validation people never travel."""
+    import csv
+    import subprocess
+    import sys
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    rows = [("file", "identity")]
+    for i in range(60):
+        Image.fromarray(np.full((24, 24, 3), 4 * i, np.uint8)).save(faces / f"{i:03d}.png")
+        rows.append((f"{i:03d}.png", f"person{i // 3}"))
+    table = tmp_path / "identities.csv"
+    with open(table, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    script = Path(__file__).resolve().parents[1] / "train" / "compact_faces.py"
+    subprocess.run([sys.executable, str(script), str(faces), str(tmp_path / "out"), "--size", "16", "--num-proc", "1",
+                    "--identities", str(table), "--split", "train", "--max-identities", "4"], check=True)
+    folder = FaceFolder(faces, table)
+    train = {folder.files[i].stem for i in folder.split()["train"]}
+    written = sorted(p.stem for p in (tmp_path / "out").iterdir())
+    with open(tmp_path / "out-identities.csv", newline="") as f:
+        shipped = list(csv.reader(f))[1:]
+    people = {identity for _, identity in shipped}
+    assert len(people) == 4 and len(written) == 12 and set(written) <= train  # 4 whole people, all from train
+    assert sorted(Path(name).stem for name, _ in shipped) == written
+    assert all(Image.open(tmp_path / "out" / f"{stem}.webp").size == (16, 16) for stem in written)

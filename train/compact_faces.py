@@ -58,12 +58,12 @@ def main() -> None:
     parser.add_argument("--quality", type=int, default=75, help="WebP quality")
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--align", action="store_true", help="crop each photo's largest face the way the pipeline does")
-    parser.add_argument("--identities", help="CSV file,identity: with --split, and written beside the output")
+    parser.add_argument("--identities", help="CSV file,identity: the people to split by, written beside the output")
     parser.add_argument("--split", choices=["train", "validation", "test"], help="only this split's faces")
-    parser.add_argument("--max-identities", type=int, help="with --split: keep this many of its people (seed 0)")
+    parser.add_argument("--max-identities", type=int, help="keep this many of the people (a seed-0 draw)")
     args = parser.parse_args()
-    if (args.split or args.max_identities) and not args.identities:
-        parser.error("--split and --max-identities need --identities (the split is by person)")
+    if args.max_identities and not args.identities:
+        parser.error("--max-identities needs --identities")
     folder = FaceFolder(args.faces, args.identities)
     chosen = list(range(len(folder)))
     if args.split:
