@@ -225,6 +225,25 @@ def test_paste_back_at_the_photo_border(astronaut_rgb):
     assert (out[mask == 0] == astronaut_rgb[mask == 0]).all()
 
 
+def test_crop_past_the_photo_edge_continues_the_photo_mirrored(astronaut_rgb):
+    """A face at the photo's edge: the crop goes on mirrored (as training's jitter does), not black; a user's
+    mask (mirror=False) stays empty there; a face inside the photo gets the same crop either way."""
+    flat = np.full((300, 300, 3), (180, 120, 90), np.uint8)
+    landmarks = TEMPLATE_LANDMARKS * 200 + np.array([-60.0, 160.0])  # the crop's left and bottom lie outside
+    assert (align_face(flat, landmarks, 64).crop == (180, 120, 90)).all()
+    black = align_face(flat, landmarks, 64, mirror=False).crop
+    assert (black.sum(-1) == 0).mean() > 0.3 and (black == (180, 120, 90)).all(-1).mean() > 0.3
+
+    ramp = np.repeat(np.repeat((np.arange(300) // 2).astype(np.uint8)[:, None, None], 300, 1), 3, 2)
+    column = align_face(ramp, TEMPLATE_LANDMARKS * 100 + np.array([100.0, 250.0]), 100).crop[:, 50, 0].astype(int)
+    assert (np.diff(column[:48]) >= 0).all() and (np.diff(column[52:]) <= 0).all()  # the photo's last 50 rows, mirrored
+    assert column.max() == 149 and column[-1] == column[0]  # up to the last row (149), then back down
+
+    centre = TEMPLATE_LANDMARKS * 200 + np.array([150.0, 100.0])
+    plain, mirrored = (align_face(astronaut_rgb, centre, 96, mirror=m).crop for m in (False, True))
+    assert np.array_equal(plain, mirrored)
+
+
 def test_marked_faces_land_on_the_template():
     from unmask_hf.faces import TEMPLATE_BOX, marked_face
 

@@ -419,21 +419,26 @@ def _scale(matrix: np.ndarray) -> float:
     return float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
 
 
-def _footprint(matrix: np.ndarray, size: int, width: int, height: int) -> tuple[int, int, int, int]:
+def _footprint(matrix: np.ndarray, size: int, width: int, height: int, clip: bool = True) -> tuple[int, int, int, int]:
     """Integer box (x0, y0, x1, y1) of the image covered by the size x size crop, clipped to the image."""
     corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], dtype=np.float64)
     p = corners @ _invert(matrix).T
     x0, y0 = np.floor(p.min(0)).astype(int) - 1  # 1 px more for the bilinear neighbours at the crop border
     x1, y1 = np.ceil(p.max(0)).astype(int) + 1
-    return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    return (max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)) if clip else (x0, y0, x1, y1)
 
 
 def _warp(image: Image.Image, out_to_in: np.ndarray, size: tuple[int, int]) -> Image.Image:
     return image.transform(size, Image.Transform.AFFINE, tuple(out_to_in.ravel()), resample=Image.Resampling.BILINEAR)
 
 
-def align_face(image: np.ndarray, landmarks: np.ndarray, size: int) -> AlignedFace:
-    """Warps the face to a size x size crop, its landmarks onto TEMPLATE_LANDMARKS * size (outside the photo: black)."""
+def align_face(image: np.ndarray, landmarks: np.ndarray, size: int, mirror: bool = True) -> AlignedFace:
+    """Warps the face to a size x size crop, its landmarks onto TEMPLATE_LANDMARKS * size.
+
+    Where the crop reaches past the photo (a tight crop, a face at the edge) the photo goes on mirrored at its
+    edge, as in training's alignment jitter: a black border is unlike any crop the models saw, and the map
+    module took it for a dark mask. `mirror=False` leaves it black (for a user's mask, which must not grow).
+    """
     matrix = similarity_matrix(landmarks, TEMPLATE_LANDMARKS * size)
     h, w = image.shape[:2]
     x0, y0, x1, y1 = _footprint(matrix, size, w, h)
@@ -442,7 +447,15 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int) -> AlignedFa
     # Bilinear sampling aliases when shrinking by more than 2x, so box-filter the face region down first;
     # `source` maps pixels of that reduced region back to image pixels.
     factor = max(1, int(1 / _scale(matrix)))
-    region = Image.fromarray(image).reduce(factor, box=(x0, y0, x1, y1))
+    box = (x0, y0, x1, y1)
+    if mirror:
+        ux0, uy0, ux1, uy1 = _footprint(matrix, size, w, h, clip=False)
+        left, top = -(-(x0 - ux0) // factor) * factor, -(-(y0 - uy0) // factor) * factor  # whole boxes: same filter
+        pads = ((top, max(uy1 - y1, 0)), (left, max(ux1 - x1, 0))) + ((0, 0),) * (image.ndim - 2)
+        if any(p for pair in pads for p in pair):  # pad only the covered part: cheap on a large photo
+            image = np.pad(image[y0:y1, x0:x1], pads, mode="reflect" if min(y1 - y0, x1 - x0) > 1 else "edge")
+            box, x0, y0 = (0, 0, image.shape[1], image.shape[0]), x0 - left, y0 - top  # the padded corner's pixel
+    region = Image.fromarray(image).reduce(factor, box=box)
     source = np.array([[factor, 0, x0], [0, factor, y0], [0, 0, 1]], dtype=np.float64)
     crop_to_region = np.linalg.inv(source) @ np.vstack([_invert(matrix), [0, 0, 1]])
     crop = _warp(region, crop_to_region[:2], (size, size))

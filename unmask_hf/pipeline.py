@@ -295,8 +295,10 @@ class UnmaskPipeline:
         crops = []
         for face in faces:
             aligned = align_face(rgb, face.landmarks, self.image_size)
-            # The same warp for the user's mask, so it lands on the same crop pixels as the face.
-            user_crop = None if mask_rgb is None else align_face(mask_rgb, face.landmarks, self.image_size).crop[..., 0] > 127
+            # The same warp for the user's mask, so it lands on the same crop pixels as the face (not mirrored past
+            # the photo's edge: the mask must not grow there).
+            user_crop = None if mask_rgb is None else align_face(mask_rgb, face.landmarks, self.image_size,
+                                                                 mirror=False).crop[..., 0] > 127
             crops.append(_Crop(index, aligned.crop, aligned.matrix, face.box, face.landmarks, user_crop))
         return crops
 
