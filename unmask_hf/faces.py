@@ -420,7 +420,8 @@ def _scale(matrix: np.ndarray) -> float:
 
 
 def _footprint(matrix: np.ndarray, size: int, width: int, height: int, clip: bool = True) -> tuple[int, int, int, int]:
-    """Integer box (x0, y0, x1, y1) of the image covered by the size x size crop, clipped to the image."""
+    """Integer box (x0, y0, x1, y1) of the image covered by the size x size crop, clipped to the image unless
+    `clip` is False (then it may reach past the image's edges)."""
     corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], dtype=np.float64)
     p = corners @ _invert(matrix).T
     x0, y0 = np.floor(p.min(0)).astype(int) - 1  # 1 px more for the bilinear neighbours at the crop border
