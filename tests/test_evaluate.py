@@ -161,6 +161,16 @@ def test_real_photos_contact_sheet(setup, tmp_path):
     assert "unmask-hf" in sheet.info.get("Software", "")  # saved as an AI prediction
 
 
+def test_real_contact_sheet_puts_other_weights_beside(tmp_path):
+    from unmask_hf.evaluation import real_contact_sheet
+
+    Image.fromarray(skdata.astronaut()).save(tmp_path / "astronaut.png")
+    sheet, _ = real_contact_sheet(make_tiny_pipeline(64), [tmp_path / "astronaut.png"], cell=64,
+                                  compare=make_tiny_pipeline(64))
+    alone, _ = real_contact_sheet(make_tiny_pipeline(64), [tmp_path / "astronaut.png"], cell=64)
+    assert sheet.height == alone.height and sheet.width == alone.width + 2 * (64 + 2)  # two more cells a row
+
+
 def test_faces_mode_only_has_the_validation_split(setup):
     with pytest.raises(SystemExit):
         evaluate_script.parse_args(["--faces", str(setup["faces"]), "--split", "test", "--out", "x"])

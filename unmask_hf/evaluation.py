@@ -337,13 +337,20 @@ def map_iou_by_style(pipe: UnmaskPipeline, files: list[Path], styles: tuple[str,
     return result
 
 
-def real_contact_sheet(pipe: UnmaskPipeline, photos: list[Path], cell: int = 256) -> tuple[Image.Image, list[str]]:
+def real_contact_sheet(pipe: UnmaskPipeline, photos: list[Path], cell: int = 256,
+                       compare: UnmaskPipeline | None = None) -> tuple[Image.Image, list[str]]:
     """Run `pipe(photo)` (face detection path) on photos without ground truth: a sheet of input | map overlay |
-    output rows for eyes to judge, and the pipeline's notes per photo."""
+    output rows for eyes to judge, and the pipeline's notes per photo. With `compare` (other weights), its map
+    overlay and output follow on the same row, so two versions are judged side by side on the same photos."""
     rows, notes = [], []
     for photo in tqdm(photos, desc="real photos", unit="photo"):
         image = load_image(photo)
-        result = pipe(image)
-        notes += [f"{photo.name}: {note}" for note in result.notes]
-        rows.append([ImageOps.pad(im, (cell, cell), color=(255, 255, 255)) for im in (image, result.overlay, result.image)])
-    return image_grid(rows, cell=cell, labels=["input", "map overlay", "output"]), notes
+        row = [image]
+        for name, candidate in (("", pipe), ("compare: ", compare)):
+            if candidate is not None:
+                result = candidate(image)
+                notes += [f"{name}{photo.name}: {note}" for note in result.notes]
+                row += [result.overlay, result.image]
+        rows.append([ImageOps.pad(im, (cell, cell), color=(255, 255, 255)) for im in row])
+    labels = ["input", "map overlay", "output"] + (["compare: map overlay", "compare: output"] if compare else [])
+    return image_grid(rows, cell=cell, labels=labels), notes
