@@ -59,9 +59,9 @@ def main() -> None:
     pipe = UnmaskPipeline.from_pretrained(args.model, device="cpu")
     rows: dict[str, list[dict]] = {"map module's mask": [], "true mask as user mask": []}
     missed, refused, seconds = 0, 0, 0.0
+    keep = round(args.size * (1 - args.cut_chin))  # rows of each photo kept
     for i, path in enumerate([folder.files[j] for j in chosen][: args.count]):
         sample = make_sample(load_image(path), seed=i, size=args.size)
-        keep = round(args.size * (1 - args.cut_chin))
         truth, masked = np.asarray(sample["image"])[:keep], np.asarray(sample["masked"])[:keep]
         true_mask = np.asarray(sample["mask"])[:keep] > 127
         tick = time.perf_counter()
@@ -77,9 +77,9 @@ def main() -> None:
     n = len(rows["map module's mask"])
     keys = list(next(iter(rows.values()))[0])
     print(f"{n} faces at {args.size} px from {args.faces}, {args.split} split, bottom {args.cut_chin:.0%} cut "
-          f"(detector missed {missed}); "
-          f"working size {pipe.image_size}; pipe(photo) {1000 * seconds / max(n + missed, 1):.0f} ms per photo; true masks refused as covering the "
-          f"whole face (photo left unchanged, counted in the means): {refused}")
+          f"(detector missed {missed}); working size {pipe.image_size}; pipe(photo) "
+          f"{1000 * seconds / max(n + missed, 1):.0f} ms per photo; true masks refused as covering the whole face "
+          f"(photo left unchanged, counted in the means): {refused}")
     print("| mask | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys))
     for name, values in rows.items():
         print(f"| {name} | " + " | ".join(f"{np.nanmean([v[k] for v in values]):.3f}" for k in keys) + " |")

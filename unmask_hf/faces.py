@@ -452,7 +452,7 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int, mirror: bool
     if mirror:
         ux0, uy0, ux1, uy1 = _footprint(matrix, size, w, h, clip=False)
         left, top = -(-(x0 - ux0) // factor) * factor, -(-(y0 - uy0) // factor) * factor  # whole boxes: same filter
-        pads = ((top, max(uy1 - y1, 0)), (left, max(ux1 - x1, 0))) + ((0, 0),) * (image.ndim - 2)
+        pads = ((top, uy1 - y1), (left, ux1 - x1)) + ((0, 0),) * (image.ndim - 2)  # the clipped box lies inside
         if any(p for pair in pads for p in pair):  # pad only the covered part: cheap on a large photo
             image = np.pad(image[y0:y1, x0:x1], pads, mode="reflect" if min(y1 - y0, x1 - x0) > 1 else "edge")
             box, x0, y0 = (0, 0, image.shape[1], image.shape[0]), x0 - left, y0 - top  # the padded corner's pixel
