@@ -84,6 +84,18 @@ def test_user_mask_leaves_outside_pixels_exactly(tiny_pipeline, astronaut_rgb):
         assert np.array_equal(np.asarray(result.mask) > 0, mask > 0)
 
 
+def test_a_drawn_mask_in_a_batch_is_not_grown(tiny_pipeline, astronaut_rgb, monkeypatch):
+    monkeypatch.setattr(tiny_pipeline, "map_growth", 1)
+    mask = np.zeros(astronaut_rgb.shape[:2], dtype=np.uint8)
+    mask[260:400, 150:360] = 255
+    drawn, predicted = tiny_pipeline([astronaut_rgb, astronaut_rgb], aligned=True, mask=[Image.fromarray(mask), None])
+    alone = tiny_pipeline(astronaut_rgb, aligned=True, mask=Image.fromarray(mask))
+    assert np.array_equal(np.asarray(drawn.faces[0].aligned_map), np.asarray(alone.faces[0].aligned_map))
+    diff = np.abs(np.asarray(drawn.image, np.int16) - np.asarray(alone.image, np.int16))
+    assert (diff > 2).mean() < 1e-3  # the same fill as alone, up to float rounding with the batch size
+    assert np.array_equal(np.asarray(drawn.mask) > 0, mask > 0)
+
+
 def test_aligned_composite_keeps_unmasked_pixels(tiny_pipeline, astronaut_rgb):
     result = tiny_pipeline(astronaut_rgb, aligned=True)
     keep = np.asarray(result.mask) == 0
@@ -115,10 +127,17 @@ def test_map_growth_grows_the_filled_region_and_round_trips(tmp_path, tiny_pipel
     square[:, :, 20:40, 20:40] = 1
     monkeypatch.setattr(tiny_pipeline, "predict_maps", lambda crops: square)
     monkeypatch.setattr(tiny_pipeline, "map_growth", 2)
+    x[:, :, 20:40, 20:40] = 0.25  # the mask's own colour
+    seen = []
+    generate = tiny_pipeline.edit_generator.generate
+    monkeypatch.setattr(tiny_pipeline.edit_generator, "generate", lambda image, mask: seen.append(image) or generate(image, mask))
     maps, _ = tiny_pipeline.predict(x)
     assert maps[:, :, 18:42, 18:42].eq(1).all() and maps.sum() == 2 * 24 * 24  # 2 px on every side, no more
-    given, _ = tiny_pipeline.predict(x, square)  # a given mask is the exact region
-    assert torch.equal(given, square)
+    ring = (maps - square).bool().expand(-1, 3, -1, -1)
+    assert torch.allclose(seen[0][ring], torch.tensor(0.25))  # the editor sees its grown hole painted as the mask
+    assert torch.equal(seen[0][~ring], x[~ring])  # and every other pixel as it is
+    given, _ = tiny_pipeline.predict(x, square)  # a given mask is the exact region, on the crop as it is
+    assert torch.equal(given, square) and torch.equal(seen[1], x)
     tiny_pipeline.save_pretrained(tmp_path)
     with pytest.warns(UserWarning, match="untrained"):
         assert UnmaskPipeline.from_pretrained(tmp_path, device="cpu").map_growth == 2

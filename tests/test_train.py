@@ -204,13 +204,15 @@ def test_rims_are_painted_only_just_outside_the_map():
     mask[:, :, 12:20, 12:20] = 1
     mask[0] = 0  # a sample shown without a mask gets no rim
     masked = torch.rand(64, 3, 32, 32) * 2 - 1
-    painted = paint_rims(masked, mask, 0.5, 2)
+    painted, ring = paint_rims(masked, mask, 0.5, 2)
     changed = (painted != masked).any(dim=1, keepdim=True).float()
     assert (changed <= grow_map(mask, 2) - mask).all()  # never inside the map, never beyond 2 px of it
+    assert torch.equal(changed, ring)  # the ring returned (the map stage's extra target) is what was painted
     rings = changed.sum(dim=(1, 2, 3))
     assert rings[0] == 0 and set(rings.tolist()) == {0.0, 36.0, 80.0}  # none, 1 px or 2 px all round
     assert 16 < (rings > 0).sum() < 48 and painted.abs().max() <= 1
-    assert torch.equal(paint_rims(masked, mask, 0.0, 2), masked)
+    unpainted, no_ring = paint_rims(masked, mask, 0.0, 2)
+    assert torch.equal(unpainted, masked) and not no_ring.any()
     with pytest.raises(ValueError, match="loss_on_paste"):
         TrainConfig(rim_fraction=0.5)
     with pytest.raises(ValueError, match="rim_fraction"):

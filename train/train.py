@@ -40,7 +40,7 @@ from unmask_hf.models.mobilefacenet import load_face_embedder
 from unmask_hf.metrics import image_metrics, mask_metrics
 from unmask_hf.pipeline import MAP_DILATION
 from unmask_hf.models import (EditGenerator, MapGenerator, MaskRegionDiscriminator, WholeDiscriminator, composite,
-                              grow_map)
+                              grow_map, paint_growth)
 from unmask_hf.training.checkpoint import list_checkpoints, resume_from, save_checkpoint
 from unmask_hf.training.config import STAGES, TrainConfig
 from unmask_hf.training.data import (PairedFaces, StreamedFaces, StreamSampler, grow_randomly, paint_rims,
@@ -300,8 +300,7 @@ def main(argv: list[str] | None = None) -> None:
         for batch in val_batches():
             image, masked, mask = to_model_inputs(batch, accelerator.device)
             predicted = pipe.predict_maps(masked)  # IoU is the map module's, before any growth
-            region = mask if args.stage == "edit" else pipe.fill_region(predicted)
-            maps, generated = pipe.predict(masked, region)
+            maps, generated = pipe.predict(masked, mask) if args.stage == "edit" else pipe.predict(masked, maps=predicted)
             outputs, targets = tensor_to_arrays(composite(masked, generated, maps)), tensor_to_arrays(image)
             for out_i, gt_i, map_i, mask_i in zip(outputs, targets, predicted[:, 0].cpu().numpy(), mask[:, 0].cpu().numpy()):
                 quality = image_metrics(out_i, gt_i, mask_i)
@@ -363,7 +362,8 @@ def main(argv: list[str] | None = None) -> None:
         terms: dict[str, torch.Tensor] = {}
         if args.stage == "map":
             with accelerator.accumulate(trained_p):
-                terms["map"] = map_loss(trained_p(masked, logits=True), mask, dice_weight=cfg.dice_weight)
+                masked, rim = paint_rims(masked, mask, cfg.map_rim_fraction, MAP_DILATION)
+                terms["map"] = map_loss(trained_p(masked, logits=True), mask + rim, dice_weight=cfg.dice_weight)
                 accelerator.backward(terms["map"])
                 opt_g.step()
                 opt_g.zero_grad(set_to_none=True)
@@ -372,8 +372,9 @@ def main(argv: list[str] | None = None) -> None:
             with accelerator.accumulate(trained_p, whole_p, region_p):
                 if args.stage == "joint":  # the editor learns on the maps users get (thresholded, cleaned)
                     mask = pipeline.predict_maps(masked).clone()  # clone: a normal tensor, not an inference one
-                mask = grow_randomly(mask, 2 * map_growth)
-                masked = paint_rims(masked, mask, cfg.rim_fraction, MAP_DILATION)
+                grown = grow_randomly(mask, 2 * map_growth)  # painted as the pipeline paints its growth
+                masked, mask = paint_growth(masked, mask, grown, 2 * map_growth), grown
+                masked, _ = paint_rims(masked, mask, cfg.rim_fraction, MAP_DILATION)
                 paste = grow_map(mask, MAP_DILATION) if cfg.loss_on_paste else mask
                 output, generated = trained_p(masked, mask, paste, raw=True)  # input × (1 − P) + generated × P, generated
                 if adversarial:  # discriminators first, on the detached output

@@ -118,10 +118,10 @@ def run_methods(pipe: UnmaskPipeline, masked_t: torch.Tensor, mask_t: torch.Tens
     maps = pipe.predict_maps(masked_t)
     our_map = maps[:, 0].cpu().numpy() > 0.5
     map_seconds = time.perf_counter() - tick
-    for method, region in (("ours", pipe.fill_region(maps)), ("ours_true_mask", mask_t)):
+    for method, given in (("ours", {"maps": maps}), ("ours_true_mask", {"masks": mask_t})):
         tick = time.perf_counter()
-        _, generated = pipe.predict(masked_t, region)
-        outputs[method] = tensor_to_arrays(composite(masked_t, generated, region))
+        filled, generated = pipe.predict(masked_t, **given)
+        outputs[method] = tensor_to_arrays(composite(masked_t, generated, filled))
         seconds[method] = time.perf_counter() - tick + (map_seconds if method == "ours" else 0.0)
     for method in INPAINT_METHODS:
         for region, masks, extra in (("true_mask", true_mask, 0.0), ("our_map", our_map, map_seconds)):

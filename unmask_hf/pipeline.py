@@ -24,7 +24,7 @@ from .faces import TEMPLATE_LANDMARKS, DetectedFace, FaceDetector, align_face, m
 from .model_card import render_model_card
 from .io import ImageInput, images_to_tensor, load_image, load_mask, tensor_to_arrays
 from .models import EditGenerator, MapGenerator
-from .models.edit_generator import grow_map
+from .models.edit_generator import grow_map, paint_growth
 from .models.map_generator import clean_maps
 from .models.hub import WEIGHTS_NAME, HubModule, resolve_weights
 from .viz import overlay_mask
@@ -111,8 +111,8 @@ class UnmaskPipeline:
         self.edit_generator = edit_generator.eval().to(self.device)
         self.threshold = threshold
         # Pixels the predicted map grows by before the editor fills it: on real photos the map module stops a
-        # pixel short of the mask's rim, and an editor that sees the rim outside its hole continues it as a
-        # line along the upper edge of the fill (README, "Pasting back"). Trained for in train.py.
+        # pixel short of the mask's rim, which the fill then shows as a pale line along its upper edge (README,
+        # "Pasting back"). The grown ring is painted from the map's own pixels in the editor's input.
         self.map_growth = map_growth
         self.batch_size = batch_size
         self.info = info or {"status": "untrained"}  # how the weights were made; goes into the model card
@@ -192,35 +192,44 @@ class UnmaskPipeline:
         crops = crops.to(self.device)
         return clean_maps((self.map_generator.probability(crops) > self.threshold).to(crops.dtype))
 
-    def fill_region(self, maps: torch.Tensor) -> torch.Tensor:
-        """The region the editor fills for predicted maps N×1×S×S: grown by `map_growth` px."""
-        return grow_map(maps, self.map_growth)
+    def fill_inputs(self, crops: torch.Tensor, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For predicted maps N×1×S×S: (the regions the editor fills, the maps grown by `map_growth` px; the crops
+        as the editor sees them, the grown ring painted from the map's own pixels)."""
+        regions = grow_map(maps, self.map_growth)
+        return regions, paint_growth(crops, maps, regions, self.map_growth)
 
     @torch.inference_mode()
-    def predict(self, crops: torch.Tensor, masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(self, crops: torch.Tensor, masks: torch.Tensor | None = None,
+                maps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Aligned crops N×3×S×S in [-1, 1] → (filled regions N×1×S×S, generated crops N×3×S×S in [-1, 1]).
 
-        The region is the predicted map grown by `fill_region`; `masks` (N×1×S×S in {0, 1}) replaces both.
-        Composite with `models.composite`. Training validation and evaluation call this, so they measure exactly
-        what users get.
+        The regions come from the map module's maps (`maps`, when already predicted) through `fill_inputs`;
+        `masks` (N×1×S×S in {0, 1}: a user's or the true mask) are the exact regions instead. Composite with
+        `models.composite`. Training validation and evaluation call this, so they measure what users get.
         """
         crops = crops.to(self.device)
-        masks = self.fill_region(self.predict_maps(crops)) if masks is None else masks.to(self.device, crops.dtype)
-        return masks, self.edit_generator.generate(crops, masks)
+        if masks is not None:
+            regions, inputs = masks.to(self.device, crops.dtype), crops
+        else:
+            maps = self.predict_maps(crops) if maps is None else maps.to(self.device, crops.dtype)
+            regions, inputs = self.fill_inputs(crops, maps)
+        return regions, self.edit_generator.generate(inputs, regions)
 
+    @torch.inference_mode()
     def _run(self, crops: list[_Crop]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Run the models over crops in batches → per crop (map S×S bool, generated S×S×3, composited S×S×3)."""
         results = []
         for start in range(0, len(crops), self.batch_size):
             chunk = crops[start:start + self.batch_size]
             x = images_to_tensor([c.crop for c in chunk]).to(self.device)
-            predicted = None if all(c.user_mask is not None for c in chunk) else self.fill_region(self.predict_maps(x))
-            maps = torch.stack([predicted[i] if c.user_mask is None else torch.from_numpy(c.user_mask[None]).float().to(self.device)
-                                for i, c in enumerate(chunk)])
-            maps, generated = self.predict(x, maps)
+            regions, inputs = self.fill_inputs(x, self.predict_maps(x))
+            for i, c in enumerate(chunk):
+                if c.user_mask is not None:  # a drawn mask is the exact region, on the crop as it is
+                    regions[i, 0], inputs[i] = torch.from_numpy(c.user_mask).to(x), x[i]
+            generated = self.edit_generator.generate(inputs, regions)
             gen = tensor_to_arrays(generated)
             for i, c in enumerate(chunk):
-                region = maps[i, 0].cpu().numpy() > 0.5
+                region = regions[i, 0].cpu().numpy() > 0.5
                 results.append((region, gen[i], np.where(region[..., None], gen[i], c.crop)))
         return results
 

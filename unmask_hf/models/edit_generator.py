@@ -17,6 +17,22 @@ def grow_map(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     return F.max_pool2d(mask, 2 * pixels + 1, stride=1, padding=pixels) if pixels > 0 else mask
 
 
+def paint_growth(image: torch.Tensor, mask: torch.Tensor, grown: torch.Tensor, pixels: int) -> torch.Tensor:
+    """`image` (N×C×H×W) with the pixels of `grown` outside `mask` (N×1×H×W in {0, 1}, `grown` at most `pixels`
+    px beyond `mask`) painted from their neighbours in `mask`, ring by ring.
+
+    The editor only ever saw holes full of fabric; a hole grown past the predicted map would show it the rim or
+    the skin there, which it continues into the fill. Painted, the grown hole looks like the rest of the mask.
+    """
+    known, painted = mask, image
+    for _ in range(pixels):
+        total, weight = F.avg_pool2d(painted * known, 3, 1, 1), F.avg_pool2d(known, 3, 1, 1)
+        ring = (grown > known) & (weight > 0)
+        painted = torch.where(ring, total / weight.clamp_min(1e-6), painted)
+        known = torch.maximum(known, ring.to(known.dtype))
+    return painted
+
+
 class EditGenerator(HubModule):
     """Editing module: image ⊕ map (4 channels) → RGB in [-1, 1]; `forward` returns the composited result.
 

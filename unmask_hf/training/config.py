@@ -51,6 +51,9 @@ class TrainConfig:
     # (data.paint_rims), as real masks' rims lie beyond the predicted map; needs loss_on_paste (the pasted
     # region covers the rim, so the output never shows it)
     rim_fraction: float = 0.0
+    # map: share of samples with such a rim painted just outside the mask and added to the target map, so the map
+    # takes in the rims real masks have instead of stopping a pixel short of them
+    map_rim_fraction: float = 0.0
 
     mixed_precision: str = "no"  # no | bf16 | fp16
     channels_last: bool = True
@@ -91,7 +94,7 @@ class TrainConfig:
             raise ValueError(f"align_jitter must be >= 0, got {self.align_jitter}")
         if self.rim_fraction > 0 and not self.loss_on_paste:
             raise ValueError("rim_fraction needs loss_on_paste: true (the painted rim must lie inside the pasted region)")
-        for name in ("hard_negative_fraction", "degrade_fraction", "rim_fraction"):
+        for name in ("hard_negative_fraction", "degrade_fraction", "rim_fraction", "map_rim_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("mask_styles", "held_out_styles"):

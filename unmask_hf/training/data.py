@@ -196,14 +196,17 @@ def grow_randomly(mask: torch.Tensor, most: int) -> torch.Tensor:
     return grown[pixels, torch.arange(mask.shape[0], device=mask.device)]
 
 
-def paint_rims(masked: torch.Tensor, mask: torch.Tensor, fraction: float, most: int) -> torch.Tensor:
-    """A `fraction` of the editor's inputs (N×3×H×W in [-1, 1]) with a rim painted in the 1..`most` px just
-    outside each map (N×1×H×W): the mask's colour from just inside, pulled toward a random grey (a pale binding,
-    a dark shadow), half to fully opaque. On real photos the map stops a pixel or two short of the mask's rim;
-    trained on such rings, which the pipeline pastes over, the editor learns to fill past them instead of
-    continuing them into the hole as a line."""
+def paint_rims(masked: torch.Tensor, mask: torch.Tensor, fraction: float, most: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A `fraction` of the inputs (N×3×H×W in [-1, 1]) with a rim painted in the 1..`most` px just outside each
+    map (N×1×H×W): the mask's colour from just inside, pulled toward a random grey (a pale binding, a dark
+    shadow), half to fully opaque. Returns (painted inputs, the painted ring N×1×H×W in {0, 1}).
+
+    Real masks have such rims, and on real photos the map stops a pixel short of them (the line along the
+    fill's upper edge). The map stage adds the ring to its target, so the map learns to take the rim in; the
+    editor stages leave it outside the map, so the editor learns to fill past it (the pipeline pastes over it).
+    """
     if fraction <= 0:
-        return masked
+        return masked, torch.zeros_like(mask)
     n, device = masked.shape[0], masked.device
     width = torch.randint(1, most + 1, (n,), device=device)
     grown = torch.stack([grow_map(mask, k) for k in range(1, most + 1)])[width - 1, torch.arange(n, device=device)]
@@ -215,7 +218,7 @@ def paint_rims(masked: torch.Tensor, mask: torch.Tensor, fraction: float, most: 
     grey, pull, alpha = torch.rand(3, n, 1, 1, 1, device=device)
     rim = inside + 0.6 * pull * (2 * grey - 1 - inside)
     alpha = 0.5 + 0.5 * alpha
-    return masked + ring * alpha * (rim - masked)
+    return masked + ring * alpha * (rim - masked), ring
 
 
 def to_model_inputs(batch: dict[str, torch.Tensor], device: torch.device,
