@@ -94,6 +94,8 @@ def test_a_drawn_mask_in_a_batch_is_not_grown(tiny_pipeline, astronaut_rgb, monk
     diff = np.abs(np.asarray(drawn.image, np.int16) - np.asarray(alone.image, np.int16))
     assert (diff > 2).mean() < 1e-3  # the same fill as alone, up to float rounding with the batch size
     assert np.array_equal(np.asarray(drawn.mask) > 0, mask > 0)
+    monkeypatch.setattr(tiny_pipeline, "predict_maps", lambda crops: pytest.fail("map module run for a drawn mask"))
+    tiny_pipeline(astronaut_rgb, aligned=True, mask=Image.fromarray(mask))  # every region drawn: no map module
 
 
 def test_aligned_composite_keeps_unmasked_pixels(tiny_pipeline, astronaut_rgb):

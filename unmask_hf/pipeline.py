@@ -222,7 +222,10 @@ class UnmaskPipeline:
         for start in range(0, len(crops), self.batch_size):
             chunk = crops[start:start + self.batch_size]
             x = images_to_tensor([c.crop for c in chunk]).to(self.device)
-            regions, inputs = self.fill_inputs(x, self.predict_maps(x))
+            if all(c.user_mask is not None for c in chunk):  # every region drawn: no map module needed
+                regions, inputs = torch.zeros_like(x[:, :1]), x
+            else:
+                regions, inputs = self.fill_inputs(x, self.predict_maps(x))
             for i, c in enumerate(chunk):
                 if c.user_mask is not None:  # a drawn mask is the exact region, on the crop as it is
                     regions[i, 0], inputs[i] = torch.from_numpy(c.user_mask).to(x), x[i]
