@@ -282,3 +282,21 @@ def test_compact_faces_aligns_like_the_pipeline(tmp_path, detector, astronaut_rg
     written = np.asarray(Image.open(out / "astronaut.webp").convert("RGB"), np.float32)
     expected = align_face(astronaut_rgb, detector(astronaut_rgb)[0].landmarks, 64).crop.astype(np.float32)
     assert np.abs(written - expected).mean() < 4  # the pipeline's crop, up to WebP
+
+
+def test_a_refined_crop_still_gets_grain_where_the_model_generated_fewer_pixels():
+    # A face ~100 px across pasted from a 256 px crop (a refined 2× patch): the crop is shrunk, so without
+    # detail_scale no grain; said to come from a 128 px fill, the photo has more pixels than the model made.
+    rng = np.random.default_rng(0)
+    photo = np.clip(120 + rng.normal(0, 8, (300, 300, 1)), 0, 255).repeat(3, 2).astype(np.uint8)  # grainy skin
+    aligned = align_face(photo, TEMPLATE_LANDMARKS * 200 + 50.0, 256)
+    flat = np.full((256, 256, 3), 120, np.uint8)
+    region = np.zeros((256, 256), np.float32)
+    region[96:192, 64:192] = 1
+    plain, mask = paste_back(photo, flat, region, aligned.matrix)
+    grained, _ = paste_back(photo, flat, region, aligned.matrix, detail_scale=2.0)
+    inside = mask == 255
+    assert inside.sum() > 1000
+    core = inside & (np.abs(np.arange(300) - 150)[None, :] < 15) & (np.abs(np.arange(300) - 150)[:, None] < 15)
+    assert core.sum() > 100 and plain[core].std() < 0.5 and grained[core].astype(float).std() > 1.5
+    assert (grained[~inside] == photo[~inside]).all()

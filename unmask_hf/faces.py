@@ -414,7 +414,7 @@ def _invert(matrix: np.ndarray) -> np.ndarray:
     return np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2]
 
 
-def _scale(matrix: np.ndarray) -> float:
+def crop_scale(matrix: np.ndarray) -> float:
     """Crop pixels per image pixel."""
     return float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
 
@@ -447,7 +447,7 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int, mirror: bool
         return AlignedFace(np.zeros((size, size, 3), np.uint8), matrix)
     # Bilinear sampling aliases when shrinking by more than 2x, so box-filter the face region down first;
     # `source` maps pixels of that reduced region back to image pixels.
-    factor = max(1, int(1 / _scale(matrix)))
+    factor = max(1, int(1 / crop_scale(matrix)))
     box = (x0, y0, x1, y1)
     if mirror:
         ux0, uy0, ux1, uy1 = _footprint(matrix, size, w, h, clip=False)
@@ -464,12 +464,14 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int, mirror: bool
 
 
 def paste_back(image: np.ndarray, crop_output: np.ndarray, crop_mask: np.ndarray, matrix: np.ndarray,
-               within: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               within: np.ndarray | None = None, detail_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Warps an edited crop and its mask back into the photo and blends them in; returns (new image, uint8 0/255 mask).
 
     The region is the warped crop mask >= 0.5, blended in by `blend.blend_patch` (grain matched to the visible
     skin): feathered inward from its edge, or, with `within` (an H×W bool, the user's mask), limited to it and
-    replaced up to its edge, colour-matched there. Every pixel outside the region is unchanged.
+    replaced up to its edge, colour-matched there. Every pixel outside the region is unchanged. detail_scale: crop
+    pixels per pixel the model generated (a refined crop is larger than the fill it sharpens); grain goes where
+    the photo has more pixels than the model generated.
     """
     h, w = image.shape[:2]
     size = crop_output.shape[0]
@@ -485,14 +487,14 @@ def paste_back(image: np.ndarray, crop_output: np.ndarray, crop_mask: np.ndarray
     roi = (x1 - x0, y1 - y0)
     # A face smaller than the crop: box-filter the output down first (bilinear alone aliases beyond 2x), so it
     # is pasted at the face's own size without jaggies.
-    factor = max(1, int(_scale(matrix)))
+    factor = max(1, int(crop_scale(matrix)))
     region_to_reduced = np.diag([1 / factor, 1 / factor, 1]) @ np.vstack([region_to_crop, [0, 0, 1]])
     edited = np.asarray(_warp(Image.fromarray(crop_output).reduce(factor), region_to_reduced[:2], roi))
     inside = np.asarray(_warp(Image.fromarray(mask), region_to_crop, roi)) >= 0.5
     if within is not None:
         inside &= within[y0:y1, x0:x1]
     out = image.copy()
-    out[y0:y1, x0:x1] = blend_patch(out[y0:y1, x0:x1], edited, inside, size / _scale(matrix), 1 / _scale(matrix),
-                                    within is not None)
+    out[y0:y1, x0:x1] = blend_patch(out[y0:y1, x0:x1], edited, inside, size / crop_scale(matrix),
+                                    detail_scale / crop_scale(matrix), within is not None)
     full_mask[y0:y1, x0:x1] = inside * 255
     return out, full_mask
