@@ -3,10 +3,12 @@
     photo ─► faces (detect → align to the training crop)  [aligned=True: the whole image is the crop]
           ─► MapGenerator → binary map                     [or the user's mask]
           ─► EditGenerator(crop ⊕ map) → crop×(1−M) + generated×M
+          ─► RefineGenerator, when the weights have one and the face is larger than the crop: detail at 2×
           ─► paste back inside the mask only ─► result: image, mask, overlay, faces
 """
 
 import json
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -20,12 +22,13 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, Repo
 from PIL import Image
 
 from .blend import blend_patch, dilate
-from .faces import TEMPLATE_LANDMARKS, DetectedFace, FaceDetector, align_face, marked_face, paste_back
+from .faces import TEMPLATE_LANDMARKS, DetectedFace, FaceDetector, align_face, crop_scale, marked_face, paste_back
 from .model_card import render_model_card
 from .io import ImageInput, images_to_tensor, load_image, load_mask, tensor_to_arrays
-from .models import EditGenerator, MapGenerator
+from .models import EditGenerator, MapGenerator, RefineGenerator
 from .models.edit_generator import grow_map, paint_growth
 from .models.map_generator import clean_maps
+from .models.refine_generator import refine_inputs
 from .models.hub import WEIGHTS_NAME, HubModule, resolve_weights
 from .viz import overlay_mask
 
@@ -39,6 +42,7 @@ EYE_HALF_SIDE = 0.05  # of the crop: the square around each eye's landmark that 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default"
 PIPELINE_CONFIG = "pipeline.json"
 SUBFOLDERS = {"map": MapGenerator, "edit": EditGenerator}
+OPTIONAL_SUBFOLDERS = {"refine": RefineGenerator}  # weights without a refiner paste the editor's fill upscaled
 REQUIRED_FILES = [PIPELINE_CONFIG] + [f"{name}/{file}" for name in SUBFOLDERS for file in ("config.json", WEIGHTS_NAME)]
 
 
@@ -74,6 +78,7 @@ class _Crop:
     box: tuple[float, float, float, float]
     landmarks: np.ndarray | None
     user_mask: np.ndarray | None  # S×S bool, when the user drew the mask
+    big: np.ndarray | None = None  # the same face at the refiner's k×S, when the refiner adds detail for the paste
 
 
 def _read_json(path: Path) -> dict:
@@ -99,7 +104,7 @@ class UnmaskPipeline:
 
     def __init__(self, map_generator: MapGenerator, edit_generator: EditGenerator, threshold: float = 0.5,
                  device: str | torch.device | None = None, info: dict | None = None, batch_size: int = 16,
-                 map_growth: int = 0):
+                 map_growth: int = 0, refiner: RefineGenerator | None = None):
         if map_generator.unet.config.image_size != edit_generator.unet.config.image_size:
             raise ValueError("The map and edit modules must share one image_size")
         if not 0.0 < threshold < 1.0:
@@ -109,6 +114,8 @@ class UnmaskPipeline:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.map_generator = map_generator.eval().to(self.device)
         self.edit_generator = edit_generator.eval().to(self.device)
+        # Optional detail stage: the fill of a face larger than the crop is refined at k× the working size.
+        self.refiner = None if refiner is None else refiner.eval().to(self.device)
         self.threshold = threshold
         # Pixels the predicted map grows by before the editor fills it: on real photos the map module stops a
         # pixel short of the mask's rim, which the fill then shows as a pale line along its upper edge (README,
@@ -136,7 +143,8 @@ class UnmaskPipeline:
             try:
                 folder = Path(snapshot_download(str(model_id), revision=revision, token=token, cache_dir=cache_dir,
                                                 local_files_only=local_files_only,
-                                                allow_patterns=[PIPELINE_CONFIG, "README.md", "map/*", "edit/*"]))
+                                                allow_patterns=[PIPELINE_CONFIG, "README.md", "map/*", "edit/*",
+                                                                "refine/*"]))
             except (RepositoryNotFoundError, RevisionNotFoundError) as e:
                 raise FileNotFoundError(f"Hub repo {model_id!r} (revision {revision or 'main'}) not found: {e}") from e
             except LocalEntryNotFoundError as e:  # no connection and nothing cached, or a revision with no files
@@ -148,18 +156,25 @@ class UnmaskPipeline:
                 raise FileNotFoundError(f"Hub repo {model_id!r} (revision {revision or 'main'}) has no {', '.join(missing)}")
         config = _read_json(folder / PIPELINE_CONFIG)
         modules = {name: _load_module(module_cls, folder / name) for name, module_cls in SUBFOLDERS.items()}
+        modules |= {name: _load_module(module_cls, folder / name) for name, module_cls in OPTIONAL_SUBFOLDERS.items()
+                    if (folder / name / "config.json").is_file()}
         info = config.get("info", {})
         if info.get("status") == "untrained":
             warnings.warn(f"The weights in {folder} are untrained: outputs are not meaningful yet.", stacklevel=2)
         return cls(modules["map"], modules["edit"], threshold=config.get("threshold", 0.5), device=device, info=info,
-                   map_growth=config.get("map_growth", 0))
+                   map_growth=config.get("map_growth", 0), refiner=modules.get("refine"))
 
     def save_pretrained(self, save_directory: str | Path, dtype: torch.dtype | None = None,
                         repo_id: str | None = None) -> Path:
-        """Write `pipeline.json`, `map/` and `edit/` (config.json + model.safetensors each) and the model card."""
+        """Write `pipeline.json`, `map/`, `edit/` and `refine/` when there is a refiner (config.json +
+        model.safetensors each) and the model card."""
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
-        for name, module in (("map", self.map_generator), ("edit", self.edit_generator)):
+        modules = [("map", self.map_generator), ("edit", self.edit_generator), ("refine", self.refiner)]
+        for name, module in modules:
+            if module is None:  # no stale module from an earlier save in the same folder
+                shutil.rmtree(folder / name, ignore_errors=True)
+                continue
             # Save a CPU copy so `dtype` (fp16 for the embedded weights) never touches the live model.
             copy = type(module)(**module._hub_mixin_config)
             copy.load_state_dict(module.state_dict())
@@ -214,6 +229,20 @@ class UnmaskPipeline:
             maps = self.predict_maps(crops) if maps is None else maps.to(self.device, crops.dtype)
             regions, inputs = self.fill_inputs(crops, maps)
         return regions, self.edit_generator.generate(inputs, regions)
+
+    @torch.inference_mode()
+    def refine(self, big_crop: np.ndarray, generated: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The detail stage for one face: its crop at k× the working size (kS×kS×3 uint8), the editor's raw output
+        (S×S×3 uint8) and the region pasted (S×S bool) → (the refined kS×kS×3 crop, that region at kS×kS)."""
+        coarse, region_big = refine_inputs(images_to_tensor([big_crop]).to(self.device),
+                                           images_to_tensor([generated]).to(self.device),
+                                           torch.from_numpy(region)[None, None].to(self.device))
+        return tensor_to_arrays(self.refiner(coarse, region_big))[0], region_big[0, 0].cpu().numpy() > 0.5
+
+    def _wants_detail(self, face_side: float) -> bool:
+        """Whether a face `face_side` photo pixels across gets the detail stage: only a refiner and a face larger
+        than the crop (a smaller face is pasted shrunk, with all the detail its pixels hold)."""
+        return self.refiner is not None and face_side > self.image_size
 
     @torch.inference_mode()
     def _run(self, crops: list[_Crop]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -283,7 +312,10 @@ class UnmaskPipeline:
         small_mask = None
         if user_mask is not None:
             small_mask = np.asarray(Image.fromarray(user_mask).resize((size, size), Image.BILINEAR)) > 0
-        return [_Crop(index, crop, None, (0.0, 0.0, float(photo.width), float(photo.height)), None, small_mask)]
+        big = None
+        if self._wants_detail(max(photo.size)):
+            big = np.asarray(photo.resize((size * self.refiner.scale,) * 2, Image.BICUBIC))
+        return [_Crop(index, crop, None, (0.0, 0.0, float(photo.width), float(photo.height)), None, small_mask, big)]
 
     @property
     def detector(self) -> FaceDetector:
@@ -311,7 +343,10 @@ class UnmaskPipeline:
             # the photo's edge: the mask must not grow there).
             user_crop = None if mask_rgb is None else align_face(mask_rgb, face.landmarks, self.image_size,
                                                                  mirror=False).crop[..., 0] > 127
-            crops.append(_Crop(index, aligned.crop, aligned.matrix, face.box, face.landmarks, user_crop))
+            big = None
+            if self._wants_detail(self.image_size / crop_scale(aligned.matrix)):
+                big = align_face(rgb, face.landmarks, self.image_size * self.refiner.scale).crop
+            crops.append(_Crop(index, aligned.crop, aligned.matrix, face.box, face.landmarks, user_crop, big))
         return crops
 
     def _assemble(self, photo: Image.Image, user_mask: np.ndarray | None,
@@ -321,12 +356,17 @@ class UnmaskPipeline:
         full_mask = np.zeros(out.shape[:2], dtype=bool)
         faces = []
         for crop, (region, generated, composited) in pieces:
+            # Grow the map a little so the paste covers the mask's rim instead of letting fabric show through;
+            # a user's mask is the exact limit (the crop-space copy only says which face covers which part).
+            paste = dilate(region, MAP_DILATION)
+            patch = generated
+            if crop.big is not None:
+                patch, paste = self.refine(crop.big, generated, paste)
             if crop.matrix is None:
-                out, region_full = self._paste_aligned(out, region, generated, user_mask)
+                out, region_full = self._paste_aligned(out, paste, patch, user_mask)
             else:
-                # Grow the map a little so the paste covers the mask's rim instead of letting fabric show through;
-                # a user's mask is the exact limit (the crop-space copy only says which face covers which part).
-                out, pasted = paste_back(out, generated, dilate(region, MAP_DILATION), crop.matrix, user_mask)
+                matrix = crop.matrix * (len(patch) / len(region))  # photo → the patch's own crop size
+                out, pasted = paste_back(out, patch, paste, matrix, user_mask, detail_scale=len(patch) / len(region))
                 region_full = pasted > 0
             full_mask |= region_full
             if user_mask is None and not region.any():
@@ -340,19 +380,21 @@ class UnmaskPipeline:
         result_mask = Image.fromarray(full_mask.astype(np.uint8) * 255)
         return UnmaskResult(result_image, result_mask, overlay_mask(photo, result_mask), faces, notes)
 
-    def _paste_aligned(self, photo: np.ndarray, region: np.ndarray, generated: np.ndarray,
+    def _paste_aligned(self, photo: np.ndarray, paste: np.ndarray, patch: np.ndarray,
                        user_mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Composite at full resolution: the map and the generated crop are resized up and blended in
-        (`blend.blend_patch`), pixels outside stay exact."""
+        """Composite at full resolution: the pasted region (grown as in the detection path) and the patch
+        (the generated crop, or its refined version at k×S) are resized up and blended in (`blend.blend_patch`),
+        pixels outside stay exact."""
         h, w = photo.shape[:2]
         if user_mask is not None:
             full = user_mask
-        else:  # grown as in the detection path
-            soft = F.interpolate(torch.from_numpy(dilate(region, MAP_DILATION).astype(np.float32))[None, None],
-                                 size=(h, w), mode="bilinear", align_corners=False)
+        else:
+            soft = F.interpolate(torch.from_numpy(paste.astype(np.float32))[None, None], size=(h, w),
+                                 mode="bilinear", align_corners=False)
             full = soft[0, 0].numpy() > 0.5
-        big = np.asarray(Image.fromarray(generated).resize((w, h), Image.BICUBIC))
-        return blend_patch(photo, big, full, max(h, w), max(h, w) / len(region), exact_edge=user_mask is not None), full
+        big = np.asarray(Image.fromarray(patch).resize((w, h), Image.BICUBIC))
+        upscale = max(h, w) / self.image_size  # photo pixels per pixel the editor generated: where grain goes
+        return blend_patch(photo, big, full, max(h, w), upscale, exact_edge=user_mask is not None), full
 
 
 def _per_image(value, count: int, name: str) -> list:

@@ -1,8 +1,9 @@
-"""The models: two generators (map, edit) and two discriminators (whole image, mask region)."""
+"""The models: two generators (map, edit), two discriminators (whole image, mask region), the detail stage (refine)."""
 
 from .discriminators import MaskRegionDiscriminator, WholeDiscriminator
 from .edit_generator import EditGenerator, composite, grow_map, paint_growth
 from .map_generator import MapGenerator
+from .refine_generator import RefineGenerator
 
-__all__ = ["MapGenerator", "EditGenerator", "WholeDiscriminator", "MaskRegionDiscriminator", "composite", "grow_map",
+__all__ = ["MapGenerator", "EditGenerator", "RefineGenerator", "WholeDiscriminator", "MaskRegionDiscriminator", "composite", "grow_map",
            "paint_growth"]
