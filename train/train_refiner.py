@@ -120,6 +120,7 @@ def fit(args: argparse.Namespace) -> None:
     pipe = UnmaskPipeline.from_pretrained(args.init, device="cpu")
     refiner = pipe.refiner or RefineGenerator(channels=args.channels, blocks=args.blocks)
     refiner.train()
+    scale = refiner.scale  # read before accelerate wraps the module
     train_pairs, val_pairs = load_refine_pairs(args.pairs), load_refine_pairs(args.val)
     perceptual = PerceptualLoss(shallow_vgg(args.perceptual_weights))
     optimizer = torch.optim.Adam(refiner.parameters(), lr=args.lr, betas=(0.9, 0.99))
@@ -154,8 +155,8 @@ def fit(args: argparse.Namespace) -> None:
     step = 0
     while step < args.max_steps and time.time() - start < args.max_minutes * 60:
         indices = torch.randint(len(train_pairs["crops"]), (args.batch_size,), generator=generator)
-        coarse, region, truth = (t.to(device) for t in sample_patches(train_pairs, indices, args.patch,
-                                                                       refiner_scale(refiner, accelerator), generator))
+        coarse, region, truth = (t.to(device) for t in sample_patches(train_pairs, indices, args.patch, scale,
+                                                                       generator))
         output = refiner(coarse, region)
         l1 = (F.l1_loss(output, truth, reduction="none") * region).sum() / (3 * region.sum()).clamp_min(1)
         content, style = perceptual(output, truth)
@@ -173,10 +174,6 @@ def fit(args: argparse.Namespace) -> None:
         checkpoint(step)
     save(out / "pipeline", history[-1])
     accelerator.print(f"{step} steps in {(time.time() - start) / 60:.1f} min; best: {json.dumps(best)}")
-
-
-def refiner_scale(refiner: torch.nn.Module, accelerator: Accelerator) -> int:
-    return accelerator.unwrap_model(refiner).scale
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -365,8 +365,8 @@ class UnmaskPipeline:
             if crop.matrix is None:
                 out, region_full = self._paste_aligned(out, paste, patch, user_mask)
             else:
-                matrix = crop.matrix * (len(patch) / len(region))  # photo → the patch's own crop size
-                out, pasted = paste_back(out, patch, paste, matrix, user_mask, detail_scale=len(patch) / len(region))
+                detail_scale = len(patch) / len(region)  # patch pixels per pixel the editor generated
+                out, pasted = paste_back(out, patch, paste, crop.matrix * detail_scale, user_mask, detail_scale)
                 region_full = pasted > 0
             full_mask |= region_full
             if user_mask is None and not region.any():

@@ -4,7 +4,7 @@ Each pair is what the pipeline has when it pastes a face back: the masked photo 
 (k × the working size), the editor's raw output and the pasted region at the working size, and the clean photo
 aligned the same way (the target). The editor and map module are the pipeline's own, frozen, so the refiner
 learns to sharpen the fills users really get. Rendering runs detection and both modules, so it is done once
-(`train/train_refiner.py --render`) and saved as one .npz of uint8 arrays.
+(`train/train_refiner.py render`) and saved as one .npz of uint8 arrays.
 """
 
 from pathlib import Path
