@@ -1,4 +1,5 @@
-"""MobileFaceNet and its input warp, with random weights written to a temp file (never ../shared)."""
+"""MobileFaceNet: its input warp, the identity embedder and the map module's face features, with random weights
+written to a temp file (never ../shared)."""
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from safetensors.torch import load_file, save_file
 from skimage.data import astronaut
 
 from unmask_hf.faces import TEMPLATE_LANDMARKS, similarity_matrix
+from unmask_hf.models import MapGenerator, with_face_features
 from unmask_hf.models.mobilefacenet import (ARCFACE_LANDMARKS, ARCFACE_SIZE, FaceEmbedder, MobileFaceNet,
                                             crop_to_arcface_theta, load_face_embedder)
 
@@ -88,3 +90,44 @@ def test_gradients_reach_the_crop(weights):
     assert torch.isfinite(crops.grad).all()
     # The ArcFace crop is the face's centre: the nose and mouth get gradient, the crop's top corners none.
     assert crops.grad[..., 60:100, 40:90].abs().sum() > 0 and crops.grad[..., :8, :8].abs().sum() == 0
+
+
+def test_map_module_with_face_features_starts_as_the_map_alone(weights, tmp_path):
+    """with_face_features adds the pretrained trunk to a trained map module without changing its maps; training
+    moves only the projections (the trunk stays frozen, batch-norm statistics included); save/load keeps it all."""
+    torch.manual_seed(0)
+    plain = MapGenerator(base_channels=4, max_channels=16, depth=5, image_size=64).eval()
+    extended = with_face_features(plain, weights).eval()
+    for key, value in load_file(weights).items():
+        if key in extended.face_trunk.state_dict():
+            assert torch.equal(extended.face_trunk.state_dict()[key], value), key
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(extended(x), plain(x))
+        assert [t.shape[-1] for t in extended.face_trunk(x[:, :, ::2, ::2])] == [8, 4, 2]  # levels 3, 4, 5 of 64
+    trunk_before = {k: v.clone() for k, v in extended.face_trunk.state_dict().items()}
+    extended.train()
+    assert not extended.face_trunk.training and extended.unet.training
+    optimiser = torch.optim.Adam([p for p in extended.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(2):
+        optimiser.zero_grad()
+        extended(x, logits=True).mean().backward()
+        optimiser.step()
+    assert all(torch.equal(v, extended.face_trunk.state_dict()[k]) for k, v in trunk_before.items())
+    assert all(conv.weight.abs().sum() > 0 for conv in extended.face_projections)
+    extended.eval()
+    extended.save_pretrained(tmp_path / "map")
+    loaded = MapGenerator.from_pretrained(tmp_path / "map").eval()
+    with torch.no_grad():
+        assert loaded.face_trunk is not None and torch.allclose(loaded(x), extended(x), atol=1e-6)
+        assert not torch.allclose(extended(x), plain(x), atol=1e-4)
+
+
+def test_face_features_errors(weights, tmp_path):
+    with pytest.raises(ValueError, match="face_features needs depth >= 5"):
+        MapGenerator(base_channels=4, max_channels=8, depth=3, image_size=32, face_features=True)
+    with pytest.raises(ValueError, match="no face features"):
+        MapGenerator(base_channels=4, max_channels=8, depth=3, image_size=32).load_face_trunk(weights)
+    with pytest.raises(RuntimeError, match="not found.*--identity-weights"):
+        MapGenerator(base_channels=4, max_channels=8, depth=5, image_size=64, face_features=True).load_face_trunk(
+            tmp_path / "nope.safetensors")

@@ -157,6 +157,29 @@ def test_edit_stage_with_identity_loss(tmp_path, faces, vgg):
 
 
 @pytest.mark.slow
+def test_map_stage_adds_face_features_to_an_init_map_module(tmp_path, faces):
+    """map_model.face_features on a map chunk from --init: the pretrained trunk (--identity-weights) is added to the
+    init's map module and saved with it; without the weights file the run stops before training."""
+    folder, _ = faces
+    config = tmp_path / "face.yaml"  # face features need depth 5: 64 px
+    config.write_text(Path(SMOKE).read_text().replace("image_size: 32", "image_size: 64")
+                      .replace("map_model: {base_channels: 4, max_channels: 8, depth: 3",
+                               "map_model: {base_channels: 4, max_channels: 8, depth: 5"))
+    base = ["--config", str(config), "--stage", "map", "--faces", str(folder), "--max-steps", "2"]
+    train(*base, "--output-dir", str(tmp_path / "plain"))
+    with_features = config.read_text().replace("depth: 5, dropout: 0.1}", "depth: 5, dropout: 0.1, face_features: true}", 1)
+    config.write_text(with_features)
+    weights = write_mobilefacenet(tmp_path / "mfn.safetensors")
+    init = ["--init", str(tmp_path / "plain" / "pipeline")]
+    train(*base, *init, "--output-dir", str(tmp_path / "face"), "--identity-weights", weights)
+    pipe = UnmaskPipeline.from_pretrained(tmp_path / "face" / "pipeline", device="cpu")
+    trunk = pipe.map_generator.face_trunk.state_dict()
+    assert all(torch.equal(trunk[k], v) for k, v in load_file(weights).items() if k in trunk)
+    missing = train(*base, *init, "--output-dir", str(tmp_path / "o2"), check=False)
+    assert missing.returncode != 0 and "face_features" in missing.stderr and "--identity-weights" in missing.stderr
+
+
+@pytest.mark.slow
 def test_edit_stage_with_the_loss_on_the_pasted_region_and_rims(tmp_path, faces, vgg):
     folder, _ = faces
     config = tmp_path / "paste.yaml"

@@ -40,7 +40,7 @@ from unmask_hf.models.mobilefacenet import load_face_embedder
 from unmask_hf.metrics import image_metrics, mask_metrics
 from unmask_hf.pipeline import MAP_DILATION
 from unmask_hf.models import (EditGenerator, MapGenerator, MaskRegionDiscriminator, WholeDiscriminator, composite,
-                              grow_map, paint_growth)
+                              grow_map, paint_growth, with_face_features)
 from unmask_hf.training.checkpoint import list_checkpoints, resume_from, save_checkpoint
 from unmask_hf.training.config import STAGES, TrainConfig
 from unmask_hf.training.data import (PairedFaces, StreamedFaces, StreamSampler, grow_randomly, paint_rims,
@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init", help="pipeline to start from (folder or Hub id); the other module is kept as is")
     p.add_argument("--init-revision", help="with a Hub id as --init: the commit sha (or branch, tag) to start from")
     p.add_argument("--perceptual-weights", help="local safetensors VGG features (default: torchvision VGG-19)")
-    p.add_argument("--identity-weights", help="MobileFaceNet safetensors for the identity loss (loss_weights.identity > 0)")
+    p.add_argument("--identity-weights", help="MobileFaceNet safetensors: the identity loss (loss_weights.identity > 0) and the map module's face features (map_model.face_features)")
     p.add_argument("--resume", nargs="?", const="latest", help="resume from the latest checkpoint, or from PATH")
     p.add_argument("--push-to-hub", metavar="ORG/NAME", help="upload the final pipeline to this Hub repo")
     p.add_argument("--save-dtype", choices=["fp32", "fp16"], default="fp32", help="dtype of the saved pipelines")
@@ -143,11 +143,22 @@ def build_models(cfg: TrainConfig, args: argparse.Namespace) -> tuple[MapGenerat
             if module.unet.config.image_size != cfg.image_size:
                 sys.exit(f"error: --init {args.init} works at {module.unet.config.image_size} px, the config at {cfg.image_size}")
         growth = start.map_growth if cfg.map_growth is None else cfg.map_growth
-        return start.map_generator, start.edit_generator, dict(start.info), growth
+        map_gen = start.map_generator
+        try:  # map_model.face_features adds them to an --init map module that has none
+            if args.stage == "map" and cfg.map_model.get("face_features") and map_gen.face_trunk is None:
+                map_gen = with_face_features(map_gen, args.identity_weights or "")
+        except RuntimeError as e:
+            sys.exit(f"error: map_model.face_features: {e}")
+        return map_gen, start.edit_generator, dict(start.info), growth
     if args.stage == "joint":
         sys.exit("error: --stage joint fine-tunes on a trained map module: pass --init PIPELINE")
-    return (MapGenerator(image_size=cfg.image_size, **cfg.map_model),
-            EditGenerator(image_size=cfg.image_size, **cfg.edit_model), {}, cfg.map_growth or 0)
+    map_gen = MapGenerator(image_size=cfg.image_size, **cfg.map_model)
+    if map_gen.face_trunk is not None:
+        try:
+            map_gen.load_face_trunk(args.identity_weights or "")
+        except RuntimeError as e:
+            sys.exit(f"error: map_model.face_features: {e}")
+    return map_gen, EditGenerator(image_size=cfg.image_size, **cfg.edit_model), {}, cfg.map_growth or 0
 
 
 def main(argv: list[str] | None = None) -> None:

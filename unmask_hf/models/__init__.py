@@ -2,8 +2,8 @@
 
 from .discriminators import MaskRegionDiscriminator, WholeDiscriminator
 from .edit_generator import EditGenerator, composite, grow_map, paint_growth
-from .map_generator import MapGenerator
+from .map_generator import MapGenerator, with_face_features
 from .refine_generator import RefineGenerator
 
 __all__ = ["MapGenerator", "EditGenerator", "RefineGenerator", "WholeDiscriminator", "MaskRegionDiscriminator", "composite", "grow_map",
-           "paint_growth"]
+           "paint_growth", "with_face_features"]

@@ -1,4 +1,5 @@
-"""MobileFaceNet (Chen et al. 2018), a face-recognition network, frozen, for the editor's identity loss.
+"""MobileFaceNet (Chen et al. 2018), a face-recognition network, frozen: the editor's identity loss, and the map
+module's optional pretrained face features (`FaceFeatureTrunk`).
 
 The layout (module and key names) is that of the weights published by foamliu/MobileFaceNet (trained on
 MS-Celeb-1M, 128-D embeddings), so its state dict loads strictly. Its input is a 112×112 RGB face aligned to the
@@ -129,18 +130,51 @@ class FaceEmbedder(FrozenNetwork):
         return F.normalize(self.network(faces), dim=1)
 
 
-def load_face_embedder(weights_path: str | Path) -> FaceEmbedder:
-    """The frozen embedder from a MobileFaceNet safetensors file (any float dtype), loaded strictly.
+def load_mobilefacenet(weights_path: str | Path) -> MobileFaceNet:
+    """MobileFaceNet from its safetensors file (any float dtype), loaded strictly.
     Raises RuntimeError when the file is missing or does not fit the architecture."""
     from safetensors.torch import load_file
 
     if not Path(weights_path).is_file():
-        raise RuntimeError(f"identity weights file not found: {str(weights_path)!r}; pass a MobileFaceNet safetensors "
-                           "file with --identity-weights PATH")
+        raise RuntimeError(f"MobileFaceNet weights file not found: {str(weights_path)!r}; pass a MobileFaceNet "
+                           "safetensors file with --identity-weights PATH")
     state = load_file(str(weights_path))
     network = MobileFaceNet()
     try:
         network.load_state_dict({k: v if k.endswith("num_batches_tracked") else v.float() for k, v in state.items()})
     except RuntimeError as e:
         raise RuntimeError(f"{weights_path}: weights do not fit MobileFaceNet: {e}") from e
-    return FaceEmbedder(network)
+    return network
+
+
+def load_face_embedder(weights_path: str | Path) -> FaceEmbedder:
+    """The frozen embedder from a MobileFaceNet safetensors file (see `load_mobilefacenet`)."""
+    return FaceEmbedder(load_mobilefacenet(weights_path))
+
+
+class FaceFeatureTrunk(FrozenNetwork):
+    """MobileFaceNet's convolutional trunk, frozen: crops N×3×S×S in [-1, 1] (the project's framing, no warp) →
+    features at 1/4, 1/8 and 1/16 of S (64, 128, 128 channels), the ends of its stride-2 stages.
+
+    Learnt from real faces, they tell skin, chin and neck from what covers them where a renderer's masks give out;
+    the map module adds them to its own encoder (`MapGenerator(face_features=True)`).
+    """
+
+    TAPS = (4, 11, 14)  # `features` blocks that end the 1/4, 1/8 and 1/16 stages
+    CHANNELS = (64, 128, 128)
+
+    def __init__(self, network: MobileFaceNet | None = None):
+        super().__init__(IMAGENET_MEAN, IMAGENET_STD)
+        network = network or MobileFaceNet()
+        self.conv1, self.dw_conv = network.conv1, network.dw_conv
+        self.features = network.features[:self.TAPS[-1] + 1]
+        self.freeze()
+
+    def forward(self, crops: torch.Tensor) -> list[torch.Tensor]:
+        x = self.dw_conv(self.conv1(((crops + 1) / 2 - self.mean) / self.std))
+        taps = []
+        for i, block in enumerate(self.features):
+            x = block(x)
+            if i in self.TAPS:
+                taps.append(x)
+        return taps

@@ -140,11 +140,13 @@ class UNet(nn.Module):
             self.decoders.append(nn.Sequential(*layers))
         self.final = nn.Conv2d(2 * ch(0), config.out_channels, 3, padding=1)
 
-    def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
-        """The final layer's output before tanh (the map loss works on it for numerical stability)."""
+    def pre_activation(self, x: torch.Tensor, extra: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+        """The final layer's output before tanh (the map loss works on it for numerical stability).
+        `extra` maps an encoder level (1..depth) to features added to that level's output (pretrained features)."""
         skips = [self.first(x)]
-        for encoder in self.encoders:
-            skips.append(encoder(skips[-1]))
+        for level, encoder in enumerate(self.encoders, start=1):
+            h = encoder(skips[-1])
+            skips.append(h + extra[level] if extra and level in extra else h)
         h = skips.pop()
         if self.bottleneck is not None:
             h = self.bottleneck(h)
