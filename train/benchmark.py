@@ -107,6 +107,9 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats()
         seconds = time_call(lambda: pipe.predict(x), args.repeats, sync)
         row(f"aligned {size}×{size} crops, {args.dtype}", batch, batch, seconds, args.repeats)
+        with torch.inference_mode():  # the map module's own budget (issue: <= 10 ms a face on 2 cores)
+            seconds = time_call(lambda: pipe.map_generator.probability(x), args.repeats, sync)
+        row(f"aligned {size}×{size} crops, map module alone, {args.dtype}", batch, batch, seconds, args.repeats)
     if notes:
         print("\n" + "\n".join(f"note (photo): {note}" for note in notes))
 
