@@ -143,22 +143,20 @@ def build_models(cfg: TrainConfig, args: argparse.Namespace) -> tuple[MapGenerat
             if module.unet.config.image_size != cfg.image_size:
                 sys.exit(f"error: --init {args.init} works at {module.unet.config.image_size} px, the config at {cfg.image_size}")
         growth = start.map_growth if cfg.map_growth is None else cfg.map_growth
-        map_gen = start.map_generator
-        try:  # map_model.face_features adds them to an --init map module that has none
-            if args.stage == "map" and cfg.map_model.get("face_features") and map_gen.face_trunk is None:
-                map_gen = with_face_features(map_gen, args.identity_weights or "")
-        except RuntimeError as e:
-            sys.exit(f"error: map_model.face_features: {e}")
-        return map_gen, start.edit_generator, dict(start.info), growth
-    if args.stage == "joint":
-        sys.exit("error: --stage joint fine-tunes on a trained map module: pass --init PIPELINE")
-    map_gen = MapGenerator(image_size=cfg.image_size, **cfg.map_model)
-    if map_gen.face_trunk is not None:
+        map_gen, edit_gen, info = start.map_generator, start.edit_generator, dict(start.info)
+        add_features = args.stage == "map" and cfg.map_model.get("face_features") and map_gen.face_trunk is None
+    else:
+        if args.stage == "joint":
+            sys.exit("error: --stage joint fine-tunes on a trained map module: pass --init PIPELINE")
+        map_gen = MapGenerator(image_size=cfg.image_size, **cfg.map_model)
+        edit_gen, info, growth = EditGenerator(image_size=cfg.image_size, **cfg.edit_model), {}, cfg.map_growth or 0
+        add_features = map_gen.face_trunk is not None
+    if add_features:  # map_model.face_features: the pretrained trunk, added to an --init module or into a new one
         try:
-            map_gen.load_face_trunk(args.identity_weights or "")
+            map_gen = with_face_features(map_gen, args.identity_weights or "")
         except RuntimeError as e:
             sys.exit(f"error: map_model.face_features: {e}")
-    return map_gen, EditGenerator(image_size=cfg.image_size, **cfg.edit_model), {}, cfg.map_growth or 0
+    return map_gen, edit_gen, info, growth
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -87,13 +87,7 @@ class VGGFeatures(FrozenNetwork):
         self.freeze()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = ((x + 1) * (self.scale / 2) - self.mean) / self.std
-        out = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self.layer_ids:
-                out.append(x)
-        return out
+        return self.tapped(((x + 1) * (self.scale / 2) - self.mean) / self.std, self.features, self.layer_ids)
 
 
 def _vgg_from_safetensors(path: str) -> VGGFeatures:

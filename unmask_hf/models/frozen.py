@@ -23,3 +23,13 @@ class FrozenNetwork(nn.Module):
 
     def train(self, mode: bool = True) -> "FrozenNetwork":
         return super().train(False)
+
+    @staticmethod
+    def tapped(x: torch.Tensor, layers: nn.Sequential, taps: tuple[int, ...]) -> list[torch.Tensor]:
+        """Run `x` through `layers` in order; the outputs of the layers at the indices `taps`."""
+        out = []
+        for i, layer in enumerate(layers):
+            x = layer(x)
+            if i in taps:
+                out.append(x)
+        return out

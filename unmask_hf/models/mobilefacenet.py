@@ -171,10 +171,4 @@ class FaceFeatureTrunk(FrozenNetwork):
         self.freeze()
 
     def forward(self, crops: torch.Tensor) -> list[torch.Tensor]:
-        x = self.dw_conv(self.conv1(((crops + 1) / 2 - self.mean) / self.std))
-        taps = []
-        for i, block in enumerate(self.features):
-            x = block(x)
-            if i in self.TAPS:
-                taps.append(x)
-        return taps
+        return self.tapped(self.dw_conv(self.conv1(((crops + 1) / 2 - self.mean) / self.std)), self.features, self.TAPS)
