@@ -200,3 +200,6 @@ def test_map_iou_by_style(setup, monkeypatch):
         assert everything[style] == pytest.approx(np.mean([truth[i]["mask"].float().mean().item() for i in range(6)]))
     assert everything["surgical"] != map_iou_by_style(pipe, files, ("surgical",), seed=1)["surgical"]  # seed: masks
     assert map_iou_by_style(pipe, files, styles, collar=True) == pytest.approx(everything)  # a collar is not in the map
+    occluded = map_iou_by_style(pipe, files, styles, occluder=True)  # what a hand or hair hides leaves the map
+    assert all(occluded[style] <= everything[style] for style in styles)
+    assert any(occluded[style] < everything[style] for style in styles)

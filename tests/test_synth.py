@@ -4,7 +4,7 @@ import skimage.data
 from PIL import Image
 
 from unmask_hf.faces import TEMPLATE_LANDMARKS
-from unmask_hf.synth import EXTRA_STYLES, MASK_STYLES, WORLD_STYLES, make_sample, render_mask
+from unmask_hf.synth import EXTRA_STYLES, MASK_STYLES, OCCLUDERS, WORLD_STYLES, add_occluder, make_sample, render_mask
 from unmask_hf.training.config import TrainConfig
 
 
@@ -135,6 +135,32 @@ def test_sample_options_keep_the_pair_and_the_map(option):
         differs += (truth[outside] != plain_image[outside]).any(1).mean() > 0.01  # the photo itself changed
     assert differs >= 5
     assert make_sample(image, 0, 96, **{option: 0.0})["masked"].tobytes() == make_sample(image, 0, 96)["masked"].tobytes()
+
+
+@pytest.mark.parametrize("kind", OCCLUDERS)
+def test_occluders_sit_in_front_of_the_mask_and_leave_the_map(kind):
+    image = face(96)
+    hidden = 0
+    for seed in range(6):
+        rendered = render_mask(image, seed, styles=WORLD_STYLES)
+        photo, masked, mask = add_occluder(image, rendered.masked, rendered.mask, np.random.default_rng(seed), kind=kind)
+        assert (photo != image).any(2).mean() > 0.005  # drawn on the photo ...
+        np.testing.assert_array_equal((masked != photo).any(2), mask == 255)  # ... and the pair differs only in the map
+        assert not (mask > rendered.mask).any()  # the map only loses what the occluder hides
+        hidden += (mask < rendered.mask).sum()
+    assert hidden > 0 or kind in ("cap", "glasses")  # a cap stays above the mask; glasses may touch its top
+    with pytest.raises(ValueError, match="Unknown occluder 'scarf'"):
+        add_occluder(image, image, np.zeros((96, 96), np.uint8), np.random.default_rng(0), kind="scarf")
+
+
+def test_sample_occluders_are_opt_in():
+    image = face(96)
+    assert make_sample(image, 3, 96, occluder_probability=0.0)["masked"].tobytes() == make_sample(image, 3, 96)["masked"].tobytes()
+    truth, masked, mask = pair(make_sample(image, 3, 96, styles=WORLD_STYLES, occluder_probability=1.0))
+    np.testing.assert_array_equal((masked != truth).any(2), mask == 255)
+    assert TrainConfig(occluder_fraction=0.3).synth_options["occluder_probability"] == 0.3
+    with pytest.raises(ValueError, match="occluder_fraction"):
+        TrainConfig(occluder_fraction=-0.1)
 
 
 def test_config_selects_and_holds_out_styles():

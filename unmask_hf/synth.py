@@ -719,6 +719,109 @@ def add_collar(face: np.ndarray, rng: np.random.Generator, landmarks: np.ndarray
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+SKIN_PROBE = np.array([[-0.45, 0.55], [0.45, 0.55], [0.0, 0.4], [-0.3, 0.75], [0.3, 0.75]])  # cheeks and nose of the bare photo
+HAIR_COLORS = [(20, 16, 14), (42, 30, 22), (70, 48, 30), (110, 80, 50), (180, 150, 100), (120, 120, 118)]
+FRAME_COLORS = [(18, 18, 20), (40, 32, 28), (90, 60, 40), (150, 150, 155), (190, 170, 120)]
+OCCLUDERS = ("hand", "glasses", "cap", "hair")
+
+
+def _hand(rng: np.random.Generator, skin: np.ndarray) -> tuple[list, np.ndarray]:
+    """A hand raised to the face from below or the side: palm, four fingers, thumb and forearm (mask coordinates)."""
+    side = rng.choice([-1.0, 1.0])
+    palm = np.array([side * rng.uniform(0.5, 1.4), rng.uniform(1.3, 2.3)])
+    toward = np.array([0.0, 0.8]) - palm
+    toward /= np.linalg.norm(toward)
+    across = np.array([-toward[1], toward[0]])
+    size = rng.uniform(0.8, 1.1)
+    a = np.linspace(0, 2 * np.pi, 24)[:, None]
+    shapes = [(palm + size * (0.42 * np.cos(a) * across + 0.5 * np.sin(a) * toward), None)]
+    arm = -toward + rng.normal(0, 0.3, 2) + [0.0, 0.6]
+    arm /= np.linalg.norm(arm)
+    w = 0.34 * size * np.array([-arm[1], arm[0]])
+    shapes.append((np.array([palm + w, palm + w + 6 * arm, palm - w + 6 * arm, palm - w]), None))
+    bend = rng.uniform(-0.25, 0.25)
+    for i, offset in enumerate(np.linspace(-0.28, 0.28, 4) * size):
+        length = size * (0.55 + 0.12 * (1 - abs(i - 1.5) / 1.5)) * rng.uniform(0.6, 1.0)  # curled fingers are shorter
+        root = palm + offset * across + 0.4 * size * toward
+        tip_dir = toward + bend * across
+        tip = root + length * (tip_dir + 0.3 * bend * across)
+        shapes.append((np.array([root, root + 0.5 * length * tip_dir, tip]), 0.19 * size))
+        shapes.append((tip + 0.095 * size * np.stack([np.cos(a[:, 0]), np.sin(a[:, 0])], 1), None))  # a round tip
+    thumb_root = palm - side * 0.35 * size * across
+    shapes.append((np.array([thumb_root, thumb_root + 0.45 * size * (toward - side * 0.8 * across)]), 0.2 * size))
+    return shapes, _jitter_color(rng, skin * rng.uniform(0.85, 1.1), 8)
+
+
+def _glasses(rng: np.random.Generator) -> tuple[list, np.ndarray]:
+    """Spectacle frames: two rims, a bridge over the nose (often over the mask's top edge) and the temples."""
+    half_w, half_h, y = rng.uniform(0.3, 0.42), rng.uniform(0.18, 0.27), rng.uniform(-0.02, 0.08)
+    width = rng.uniform(0.025, 0.07)
+    a = np.linspace(0, 2 * np.pi, 28)
+    shapes = []
+    for cx in (-0.5, 0.5):
+        rim = np.stack([cx + half_w * np.sign(np.cos(a)) * np.abs(np.cos(a)) ** 0.6,
+                        y + half_h * np.sign(np.sin(a)) * np.abs(np.sin(a)) ** 0.6], 1)
+        shapes.append((rim, width))
+        outer = cx + np.sign(cx) * half_w
+        shapes.append((np.array([[outer, y - 0.5 * half_h], [np.sign(cx) * 1.6, y - 0.1]]), width))
+    shapes.append((np.array([[-0.5 + half_w, y - 0.2 * half_h], [0.0, y - 0.35 * half_h], [0.5 - half_w, y - 0.2 * half_h]]),
+                   width))
+    return shapes, _jitter_color(rng, _pick(rng, FRAME_COLORS), 6)
+
+
+def _cap(rng: np.random.Generator) -> tuple[list, np.ndarray]:
+    """A cap or hat: crown and peak down to the brows, in any colour (dark ones make a pale mask stand out less)."""
+    brim, half = rng.uniform(-0.45, -0.2), rng.uniform(1.3, 1.9)  # eyebrows are near -0.2
+    x = np.linspace(-half, half, 23)
+    edge = brim - rng.uniform(0.1, 0.35) * (x / half) ** 2  # the peak's edge arcs down in the middle
+    u = np.linspace(0, np.pi, 25)
+    crown = np.stack([half * 1.05 * np.cos(u), edge[-1] - rng.uniform(1.4, 2.2) * np.sin(u)], 1)  # the dome over the head
+    outline = np.concatenate([np.stack([x, edge], 1), crown])
+    return [(outline, None)], _jitter_color(rng, _pick(rng, CLOTH_COLORS + BRIGHT_COLORS + [(20, 20, 22)] * 3), 10)
+
+
+def _hair(rng: np.random.Generator) -> tuple[list, np.ndarray]:
+    """Strands or locks of hair falling over the cheek and the side of the mask."""
+    side, shapes = rng.choice([-1.0, 1.0]), []
+    for _ in range(int(rng.integers(2, 7))):
+        x0 = side * rng.uniform(0.55, 1.1)
+        y = np.linspace(-0.8, rng.uniform(0.8, 2.0), 10)
+        x = x0 + side * rng.uniform(-0.1, 0.25) * ((y + 0.8) / 2.8) ** 2 + 0.05 * np.sin(y * rng.uniform(2, 5))
+        shapes.append((np.stack([x, y], 1), rng.uniform(0.03, 0.16)))
+    return shapes, _jitter_color(rng, _pick(rng, HAIR_COLORS), 8)
+
+
+def add_occluder(photo: np.ndarray, masked: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
+                 landmarks: np.ndarray | None = None, kind: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A hard negative in front of the mask: a hand, glasses, a cap or hair, drawn on the photo and on the masked
+    face alike. What it hides fully leaves the map; the pair stays identical outside the returned map."""
+    h, w = photo.shape[:2]
+    if landmarks is None:
+        landmarks = TEMPLATE_LANDMARKS * np.array([w, h], np.float32)
+    frame = _face_frame(np.asarray(landmarks, np.float64).reshape(5, 2))
+    kind = kind or _pick(rng, OCCLUDERS)
+    if kind not in OCCLUDERS:
+        raise ValueError(f"Unknown occluder {kind!r}; choose from {OCCLUDERS}")
+    if kind == "hand":
+        probe = np.clip(np.rint(SKIN_PROBE @ frame[:, :2].T + frame[:, 2]).astype(int), 0, [w - 1, h - 1])
+        shapes, base = _hand(rng, np.median(photo[probe[:, 1], probe[:, 0]].astype(np.float32), 0))
+    else:
+        shapes, base = {"glasses": _glasses, "cap": _cap, "hair": _hair}[kind](rng)
+    px = float(np.sqrt(abs(np.linalg.det(frame[:, :2]))))
+    shapes = [(pts @ frame[:, :2].T + frame[:, 2], None if width is None else width * px) for pts, width in shapes]
+    alpha = _draw_layer(shapes, (0, 0), (w, h))
+    gx, gy = np.meshgrid(np.linspace(-1, 1, w, dtype=np.float32), np.linspace(-1, 1, h, dtype=np.float32))
+    shade = _lambert(0.4 * gx, 0.4 * gy, _light(rng), 0.55)[..., None]
+    color = base * shade + rng.normal(0, 3.0, (h, w, 1)).astype(np.float32)
+    covered = alpha[..., None] > 0.999
+    photo_out, masked_out = ((np.where(covered, color, x + (color - x) * alpha[..., None])) for x in
+                             (photo.astype(np.float32), masked.astype(np.float32)))
+    photo_out, masked_out = (np.clip(np.rint(x), 0, 255).astype(np.uint8) for x in (photo_out, masked_out))
+    touched = (mask == 255) & ~covered[..., 0]
+    _mark_changed(masked_out, photo_out, touched)
+    return photo_out, masked_out, touched * np.uint8(255)
+
+
 def degrade(images: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
     """One random photographic degradation applied identically to several images: colour cast, low light,
     blur, sensor noise, JPEG re-encoding (each with probability 1/2)."""
@@ -752,13 +855,15 @@ def _jpeg(image: np.ndarray, quality: int) -> Image.Image:
 
 def make_sample(face: np.ndarray | Image.Image, seed: int, size: int, style: str | None = None,
                 styles: Sequence[str] = MASK_STYLES, hard_negative_probability: float = 0.0,
-                degrade_probability: float = 0.0) -> dict:
+                degrade_probability: float = 0.0, occluder_probability: float = 0.0) -> dict:
     """One training example: the face centre-cropped square, resized to size×size, wearing a seeded random mask.
 
     Returns {"image": ground truth, "masked": face with mask, "mask": 'L' map 0/255, "mask_style": str}.
     The dataset builder and on-the-fly training both call this, so both give the same kind of sample.
     Options (off by default, drawn from a second stream so a seed's mask is the same with or without them):
     `hard_negative_probability`: a collar in mask-like colours under the chin, part of the photo, not the map;
+    `occluder_probability`: a hand, glasses, a cap or hair in front of the mask (`add_occluder`), part of the photo,
+    not the map;
     `degrade_probability`: `degrade` applied to the photo and the masked face alike, then the masked face takes
     the degraded photo's pixels outside the map, so the pair stays identical outside the (unchanged) map.
     """
@@ -775,11 +880,13 @@ def make_sample(face: np.ndarray | Image.Image, seed: int, size: int, style: str
     if options.random() < hard_negative_probability:
         photo = add_collar(photo, options)
     rendered = render_mask(photo, seed, style, styles=styles)
-    masked = rendered.masked
+    masked, mask = rendered.masked, rendered.mask
+    if occluder_probability > 0 and options.random() < occluder_probability:  # no draw when off: streams unchanged
+        photo, masked, mask = add_occluder(photo, masked, mask, options)
     if options.random() < degrade_probability:
         photo, masked = degrade([photo, masked], options)
-        touched = rendered.mask == 255
+        touched = mask == 255
         masked = np.where(touched[..., None], masked, photo)
         _mark_changed(masked, photo, touched)
     return {"image": Image.fromarray(photo), "masked": Image.fromarray(masked),
-            "mask": Image.fromarray(rendered.mask, "L"), "mask_style": rendered.style}
+            "mask": Image.fromarray(mask, "L"), "mask_style": rendered.style}

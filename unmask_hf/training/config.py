@@ -72,6 +72,7 @@ class TrainConfig:
     held_out_styles: list[str] = field(default_factory=list)
     hard_negative_fraction: float = 0.0
     degrade_fraction: float = 0.0
+    occluder_fraction: float = 0.0  # a hand, glasses, a cap or hair in front of the mask (synth.add_occluder)
 
     log_every: int = 50
     sample_every: int = 500
@@ -94,7 +95,7 @@ class TrainConfig:
             raise ValueError(f"align_jitter must be >= 0, got {self.align_jitter}")
         if self.rim_fraction > 0 and not self.loss_on_paste:
             raise ValueError("rim_fraction needs loss_on_paste: true (the painted rim must lie inside the pasted region)")
-        for name in ("hard_negative_fraction", "degrade_fraction", "rim_fraction", "map_rim_fraction"):
+        for name in ("hard_negative_fraction", "degrade_fraction", "occluder_fraction", "rim_fraction", "map_rim_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("mask_styles", "held_out_styles"):
@@ -132,7 +133,7 @@ class TrainConfig:
     def synth_options(self) -> dict:
         """Keyword arguments for `synth.make_sample` when training samples are rendered on the fly."""
         return {"styles": self.train_styles, "hard_negative_probability": self.hard_negative_fraction,
-                "degrade_probability": self.degrade_fraction}
+                "degrade_probability": self.degrade_fraction, "occluder_probability": self.occluder_fraction}
 
     @property
     def edit_loss_weights(self) -> EditLossWeights:
