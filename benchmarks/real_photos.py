@@ -8,8 +8,9 @@
 
 It also prints the map's IoU on masks of every appearance family (synth.WORLD_STYLES) rendered on the first
 `--families` faces of the CelebA identity-disjoint validation split, plain, with a mask-coloured collar under
-the chin and with a hand, glasses, a cap or hair in front of the mask (spill onto hard negatives), marking the families the weights' map module was never trained on (those not in pipeline.json's
-`map_training_styles`; weights without it saw synth.MASK_STYLES): how the map does on masks it has never seen, next to how it does on real photos.
+the chin and with a hand, glasses, a cap or hair in front of the mask (spill onto hard negatives), marking the
+families the weights' map module was never trained on (those not in pipeline.json's `map_training_styles`; weights
+without it saw synth.MASK_STYLES): how the map does on masks it has never seen, next to how it does on real photos.
 
 Every photo there shows at least one masked face, so "faces found" is the share of photos with at least one face
 (the plain MTCNN pass, and after the detector's retries: faces.RETRIES, run when one pass finds no face it is sure

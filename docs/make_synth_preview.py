@@ -1,5 +1,6 @@
 """Writes docs/images/synth_preview.png (every default mask style) and docs/images/synth_world_preview.png (the
-opt-in families, hard negatives: a collar, a hand, glasses, a cap, hair; a degraded sample) on scikit-image's public-domain astronaut photo.
+opt-in families, hard negatives: a collar, a hand, glasses, a cap, hair; a degraded sample) on scikit-image's
+public-domain astronaut photo.
 
     python docs/make_synth_preview.py
 

@@ -566,6 +566,18 @@ _STYLES = {"surgical": _surgical, "cloth": _cloth, "n95": _n95, "kn95": _kn95, "
 
 # ---------------------------------------------------------------- placement and compositing
 
+def _landmarks_or_template(landmarks: np.ndarray | None, w: int, h: int) -> np.ndarray:
+    """The 5 landmarks as float64 5×2 pixels; None: the aligned-crop template on a w×h picture."""
+    if landmarks is None:
+        landmarks = TEMPLATE_LANDMARKS * np.array([w, h], np.float32)
+    return np.asarray(landmarks, np.float64).reshape(5, 2)
+
+
+def _pixels_per_unit(frame: np.ndarray) -> float:
+    """Pixels per mask unit of an affine frame (2×3 or 3×3): the square root of its linear part's area scale."""
+    return float(np.sqrt(abs(np.linalg.det(frame[:2, :2]))))
+
+
 def _face_frame(landmarks: np.ndarray) -> np.ndarray:
     """2×3 least-squares affine: mask coordinates → pixels of the face with these 5 landmarks."""
     design = np.concatenate([CANONICAL_LANDMARKS, np.ones((5, 1))], 1)
@@ -616,15 +628,13 @@ def render_mask(face: np.ndarray, rng: int | np.random.Generator, style: str | N
         style = styles[rng.integers(len(styles))]
     if style not in _STYLES:
         raise ValueError(f"Unknown mask style {style!r}; choose from {WORLD_STYLES}")
-    if landmarks is None:
-        landmarks = TEMPLATE_LANDMARKS * np.array([w, h], np.float32)
-    landmarks = np.asarray(landmarks, np.float64).reshape(5, 2)
+    landmarks = _landmarks_or_template(landmarks, w, h)
 
     low = rng.uniform(0.36, 0.48) if rng.random() < LOW_PROBABILITY else 0.0
     design = _STYLES[style](rng, low)
     to_pixels = _placement(landmarks, rng)
     project = lambda pts: pts @ to_pixels[:2, :2].T + to_pixels[:2, 2]
-    px = float(np.sqrt(abs(np.linalg.det(to_pixels[:2, :2]))))  # pixels per mask unit
+    px = _pixels_per_unit(to_pixels)
 
     outline = project(design.shape.outline())
     strings = [(project(pts), design.string_width * px) for pts in design.strings]
@@ -696,9 +706,7 @@ def _mark_changed(out: np.ndarray, reference: np.ndarray, touched: np.ndarray) -
 def add_collar(face: np.ndarray, rng: np.random.Generator, landmarks: np.ndarray | None = None) -> np.ndarray:
     """A hard negative: clothing in mask-like colours and prints right under the chin (not a mask, not in any map)."""
     h, w = face.shape[:2]
-    if landmarks is None:
-        landmarks = TEMPLATE_LANDMARKS * np.array([w, h], np.float32)
-    frame = _face_frame(np.asarray(landmarks, np.float64).reshape(5, 2))
+    frame = _face_frame(_landmarks_or_template(landmarks, w, h))
     neck, dip, opening = rng.uniform(1.8, 2.35), rng.uniform(0.0, 0.5), rng.uniform(0.7, 1.3)
     x = np.linspace(-5, 5, 41)
     top = neck + dip * np.clip(1 - (x / opening) ** 2, 0, None)  # crew or V-ish neckline, shoulders level
@@ -708,7 +716,7 @@ def add_collar(face: np.ndarray, rng: np.random.Generator, landmarks: np.ndarray
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32) + 0.5, np.arange(h, dtype=np.float32) + 0.5)
     mx = (inverse[0, 0] * gx + inverse[0, 1] * gy + inverse[0, 2]).astype(np.float32)
     my = (inverse[1, 0] * gx + inverse[1, 1] * gy + inverse[1, 2]).astype(np.float32)
-    px = float(np.sqrt(abs(np.linalg.det(frame[:, :2]))))
+    px = _pixels_per_unit(frame)
     base = _jitter_color(rng, _pick(rng, SURGICAL_COLORS + CLOTH_COLORS + BRIGHT_COLORS), 10)
     kind = _pick(rng, ["solid", "solid", "stripes", "checks", "dots", "plaid", "noise"])
     color = _fill(mx, base) if kind == "solid" else _pattern(mx, my, rng, px, kind, base)
@@ -796,9 +804,7 @@ def add_occluder(photo: np.ndarray, masked: np.ndarray, mask: np.ndarray, rng: n
     """A hard negative in front of the mask: a hand, glasses, a cap or hair, drawn on the photo and on the masked
     face alike. What it hides fully leaves the map; the pair stays identical outside the returned map."""
     h, w = photo.shape[:2]
-    if landmarks is None:
-        landmarks = TEMPLATE_LANDMARKS * np.array([w, h], np.float32)
-    frame = _face_frame(np.asarray(landmarks, np.float64).reshape(5, 2))
+    frame = _face_frame(_landmarks_or_template(landmarks, w, h))
     kind = kind or _pick(rng, OCCLUDERS)
     if kind not in OCCLUDERS:
         raise ValueError(f"Unknown occluder {kind!r}; choose from {OCCLUDERS}")
@@ -807,7 +813,7 @@ def add_occluder(photo: np.ndarray, masked: np.ndarray, mask: np.ndarray, rng: n
         shapes, base = _hand(rng, np.median(photo[probe[:, 1], probe[:, 0]].astype(np.float32), 0))
     else:
         shapes, base = {"glasses": _glasses, "cap": _cap, "hair": _hair}[kind](rng)
-    px = float(np.sqrt(abs(np.linalg.det(frame[:, :2]))))
+    px = _pixels_per_unit(frame)
     shapes = [(pts @ frame[:, :2].T + frame[:, 2], None if width is None else width * px) for pts, width in shapes]
     alpha = _draw_layer(shapes, (0, 0), (w, h))
     gx, gy = np.meshgrid(np.linspace(-1, 1, w, dtype=np.float32), np.linspace(-1, 1, h, dtype=np.float32))
