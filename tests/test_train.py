@@ -68,6 +68,23 @@ def test_every_shipped_training_config_loads(path):
     assert cfg.edit_loss_weights.rc > 0
 
 
+def test_a_config_says_only_what_it_changes_from_its_base(tmp_path):
+    (tmp_path / "a.yaml").write_text("batch_size: 8\nmap_model: {base_channels: 16, depth: 4}\n"
+                                     "loss_weights: {l1: 2.0, mask: 0.1}\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\nmap_model: {base_channels: 24}\nloss_weights: {mask: 0.5}\n")
+    (tmp_path / "c.yaml").write_text("base: b.yaml\nbatch_size: 4\n")
+    cfg = TrainConfig.from_yaml(tmp_path / "c.yaml", {"lr_g": 1e-3})
+    assert cfg.batch_size == 4 and cfg.lr_g == 1e-3  # the file over its bases, CLI flags over the file
+    assert cfg.map_model == {"base_channels": 24, "depth": 4}  # nested values merged key by key
+    assert cfg.loss_weights == {"l1": 2.0, "mask": 0.5}
+    (tmp_path / "a.yaml").write_text("base: c.yaml\n")
+    with pytest.raises(ValueError, match="its own base"):
+        TrainConfig.from_yaml(tmp_path / "c.yaml")
+    (tmp_path / "c.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        TrainConfig.from_yaml(tmp_path / "c.yaml")
+
+
 def train(*args: str, launcher: bool = False, check: bool = True) -> subprocess.CompletedProcess:
     prefix = ([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                str(ROOT / "train" / "configs" / "accelerate_cpu.yaml")] if launcher else [sys.executable])

@@ -17,6 +17,29 @@ def _plain(value):
     return list(value) if isinstance(value, tuple) else value
 
 
+def _merged(base: dict, changes: dict) -> dict:
+    """`base` with `changes` on top; nested dicts (model widths, loss weights) are merged key by key."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_config_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """A YAML config's values; a `base: other.yaml` key (relative to the file) is read first and overridden, so a
+    config that changes one thing says only that."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No config file {path}")
+    if path.resolve() in _seen:
+        raise ValueError(f"Config {path} is its own base (through {' -> '.join(p.name for p in _seen)})")
+    values = yaml.safe_load(path.read_text()) or {}
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    return _merged(read_config_file(path.parent / base, _seen + (path.resolve(),)), values)
+
+
 @dataclass
 class TrainConfig:
     """Everything a run needs besides paths; `train/configs/*.yaml` override these defaults."""
@@ -141,13 +164,9 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path | None, overrides: dict | None = None) -> "TrainConfig":
-        """Defaults ← YAML file ← overrides (CLI flags); unknown keys are an error that names them."""
-        values = {}
-        if path is not None:
-            path = Path(path)
-            if not path.is_file():
-                raise FileNotFoundError(f"No config file {path}")
-            values = yaml.safe_load(path.read_text()) or {}
+        """Defaults ← YAML file (← its `base:` chain) ← overrides (CLI flags); unknown keys are an error that names
+        them."""
+        values = read_config_file(path) if path is not None else {}
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
