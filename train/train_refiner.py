@@ -11,7 +11,8 @@
 
 Loss, inside the pasted region: L1 + content and style (Gram) distances of the two shallowest VGG feature maps
 (relu1_2, relu2_2: edges and texture, the detail this stage is for; the deeper ones would cost most of the
-step). Validation reports PSNR in the region's box and the detail ratio inside the region, next to the bicubic fill
+step), and with --adversarial-weight a hinge GAN loss from a small PatchGAN that tells the refined patch from the
+real 256-px photo (RGB ⊕ region, so it knows which pixels were made). Validation reports PSNR in the region's box and the detail ratio inside the region, next to the bicubic fill
 the pipeline pastes without a refiner; `best` is the step with the most detail among those whose PSNR is within
 --psnr-tolerance of the bicubic fill's (detail bought with PSNR is noise, not the face).
 """
@@ -32,9 +33,11 @@ from tqdm import tqdm
 from unmask_hf import UnmaskPipeline
 from unmask_hf.dataset import FaceFolder
 from unmask_hf.io import tensor_to_arrays
-from unmask_hf.losses import PerceptualLoss, VGGFeatures, load_perceptual_network
+from unmask_hf.losses import (PerceptualLoss, VGGFeatures, discriminator_loss, generator_adversarial_loss,
+                              load_perceptual_network)
 from unmask_hf.metrics import image_metrics
 from unmask_hf.models import RefineGenerator
+from unmask_hf.models.discriminators import patch_discriminator
 from unmask_hf.models.refine_generator import refine_inputs
 from unmask_hf.training.refine_data import load_refine_pairs, render_refine_pairs, sample_patches, to_unit
 
@@ -67,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     fit.add_argument("--content-weight", type=float, default=0.5)
     fit.add_argument("--style-weight", type=float, default=0.5,
                      help="Gram loss weight: 1.0 drew dark crack-like lines on real photos, 0.25 smoothed (README)")
+    fit.add_argument("--adversarial-weight", type=float, default=0.0,
+                     help="hinge GAN loss against the real photo's patches (0: no discriminator)")
     fit.add_argument("--channels", type=int, default=32)
     fit.add_argument("--blocks", type=int, default=3)
     fit.add_argument("--val-every", type=int, default=250)
@@ -125,6 +130,11 @@ def fit(args: argparse.Namespace) -> None:
     perceptual = PerceptualLoss(shallow_vgg(args.perceptual_weights))
     optimizer = torch.optim.Adam(refiner.parameters(), lr=args.lr, betas=(0.9, 0.99))
     refiner, optimizer, perceptual = accelerator.prepare(refiner, optimizer, perceptual)
+    adversarial = args.adversarial_weight > 0
+    if adversarial:  # trained alongside, never saved: only the refiner is used at inference
+        critic = patch_discriminator(4, base_channels=32, layers=3)
+        critic_optimizer = torch.optim.Adam(critic.parameters(), lr=args.lr, betas=(0.5, 0.99))
+        critic, critic_optimizer = accelerator.prepare(critic, critic_optimizer)
     device = accelerator.device
     generator = torch.Generator().manual_seed(args.seed)
     history, best, start = [], None, time.time()
@@ -161,12 +171,23 @@ def fit(args: argparse.Namespace) -> None:
         l1 = (F.l1_loss(output, truth, reduction="none") * region).sum() / (3 * region.sum()).clamp_min(1)
         content, style = perceptual(output, truth)
         loss = l1 + args.content_weight * content + args.style_weight * style
+        losses = {"l1": f"{l1.item():.4f}", "content": f"{content.item():.3f}", "style": f"{style.item():.3f}"}
+        if adversarial:
+            region_channel = 2 * region - 1
+            critic_loss = discriminator_loss(critic(torch.cat([truth, region_channel], dim=1)),
+                                             critic(torch.cat([output.detach(), region_channel], dim=1)))
+            critic_optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(critic_loss)
+            critic_optimizer.step()
+            gan = generator_adversarial_loss(critic(torch.cat([output, region_channel], dim=1)))
+            loss = loss + args.adversarial_weight * gan
+            losses |= {"gan": f"{gan.item():.3f}", "critic": f"{critic_loss.item():.3f}"}
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         optimizer.step()
         step += 1
         bar.update()
-        bar.set_postfix(l1=f"{l1.item():.4f}", content=f"{content.item():.3f}", style=f"{style.item():.3f}")
+        bar.set_postfix(losses)
         if step % args.val_every == 0:
             checkpoint(step)
     bar.close()
