@@ -13,8 +13,9 @@ Loss, inside the pasted region: L1 + content and style (Gram) distances of the t
 (relu1_2, relu2_2: edges and texture, the detail this stage is for; the deeper ones would cost most of the
 step), and with --adversarial-weight a hinge GAN loss from a small PatchGAN that tells the refined patch from the
 real 256-px photo (RGB ⊕ region, so it knows which pixels were made). Validation reports PSNR in the region's box
-and the detail ratio inside the region, next to the bicubic fill the pipeline pastes without a refiner; `best` is the step with the most detail among those whose PSNR is within
---psnr-tolerance of the bicubic fill's (detail bought with PSNR is noise, not the face).
+and the detail ratio inside the region, next to the bicubic fill the pipeline pastes without a refiner; `best` is
+the step with the most detail among those whose PSNR is within --psnr-tolerance of the bicubic fill's (detail
+bought with PSNR is noise, not the face).
 """
 
 import argparse
