@@ -61,6 +61,21 @@ def test_a_refiner_changes_pixels_inside_the_region_only():
     assert out.min() >= -1 and out.max() <= 1
 
 
+def test_a_detail_only_refiner_adds_texture_but_does_not_shift_the_colour():
+    coarse, region = refine_inputs(*_inputs())
+    coarse = 0.3 * coarse  # no clamping at ±1, which would hide a shift
+    plain = _randomize_tail(RefineGenerator(channels=8, blocks=1))
+    torch.nn.init.constant_(plain.tail.bias, 0.2)  # a colour cast over the whole region
+    detail = RefineGenerator(channels=8, blocks=1, detail_only=True)
+    detail.load_state_dict(plain.state_dict())
+    inside = region.expand_as(coarse) > 0
+    with torch.no_grad():
+        shifts = [(model(coarse, region) - coarse)[inside] for model in (plain, detail.eval())]
+    assert shifts[0].mean() > 0.15  # the cast
+    assert abs(shifts[1].mean()) < 0.02  # gone: only the local variation is left
+    assert shifts[1].abs().mean() > 1e-3
+
+
 def test_pipeline_saves_and_loads_its_refiner_and_drops_a_stale_one(tmp_path):
     pipe = make_tiny_pipeline()
     pipe.refiner = _randomize_tail(RefineGenerator(channels=8, blocks=1))

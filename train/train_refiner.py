@@ -75,6 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help="hinge GAN loss against the real photo's patches (0: no discriminator)")
     fit.add_argument("--channels", type=int, default=32)
     fit.add_argument("--blocks", type=int, default=3)
+    fit.add_argument("--detail-only", action="store_true",
+                     help="a new refiner adds only high frequencies: the fill's colour and shapes stay the editor's")
     fit.add_argument("--val-every", type=int, default=250)
     fit.add_argument("--psnr-tolerance", type=float, default=0.1, help="dB below the bicubic fill a `best` may be")
     fit.add_argument("--seed", type=int, default=0)
@@ -124,7 +126,8 @@ def fit(args: argparse.Namespace) -> None:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     pipe = UnmaskPipeline.from_pretrained(args.init, device="cpu")
-    refiner = pipe.refiner or RefineGenerator(channels=args.channels, blocks=args.blocks)
+    refiner = pipe.refiner or RefineGenerator(channels=args.channels, blocks=args.blocks,
+                                                   detail_only=args.detail_only)
     refiner.train()
     scale = refiner.scale  # read before accelerate wraps the module
     train_pairs, val_pairs = load_refine_pairs(args.pairs), load_refine_pairs(args.val)

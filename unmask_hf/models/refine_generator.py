@@ -40,11 +40,13 @@ class ResidualBlock(nn.Module):
 class RefineGenerator(HubModule):
     """Detail stage: (fill upscaled `scale`× over the photo's crop at that size, region) → the same crop with a
     learned residual added inside the region. The last conv starts at zero, so an untrained refiner returns the
-    bicubic fill unchanged."""
+    bicubic fill unchanged. `detail_only` takes the residual's local mean (a (2·scale+1)² box) away, so the refiner
+    can add texture and edges but not move the fill's colour or shapes (the editor's mouth, its shading)."""
 
-    def __init__(self, channels: int = 32, blocks: int = 3, scale: int = 2):
+    def __init__(self, channels: int = 32, blocks: int = 3, scale: int = 2, detail_only: bool = False):
         super().__init__()
         self.scale = scale
+        self.detail_only = detail_only
         self.head = nn.Sequential(nn.PixelUnshuffle(scale), nn.Conv2d(4 * scale**2, channels, 3, padding=1),
                                   nn.LeakyReLU(0.2))
         self.body = nn.Sequential(*[ResidualBlock(channels) for _ in range(blocks)])
@@ -56,5 +58,9 @@ class RefineGenerator(HubModule):
     def forward(self, coarse: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
         """coarse N×3×H×W in [-1, 1] (from `refine_inputs`), region N×1×H×W in {0, 1}; H, W multiples of `scale`."""
         features = self.body(self.head(torch.cat([coarse, 2 * region - 1], dim=1)))
-        refined = (coarse + self.shuffle(self.tail(features))).clamp(-1, 1)
+        residual = self.shuffle(self.tail(features))
+        if self.detail_only:
+            side = 2 * self.scale + 1
+            residual = residual - F.avg_pool2d(residual, side, stride=1, padding=side // 2, count_include_pad=False)
+        refined = (coarse + residual).clamp(-1, 1)
         return composite(coarse, refined, region)
