@@ -734,30 +734,34 @@ OCCLUDERS = ("hand", "glasses", "cap", "hair")
 
 
 def _hand(rng: np.random.Generator, skin: np.ndarray) -> tuple[list, np.ndarray]:
-    """A hand raised to the face from below or the side: palm, four fingers, thumb and forearm (mask coordinates)."""
+    """A hand raised to the face from below or the side: forearm, palm, thumb and four fingers (mask coordinates),
+    each finger its own part so it is shaded apart from its neighbours. It reaches toward the mask's middle or
+    only over one of its lower corners."""
     side = rng.choice([-1.0, 1.0])
-    palm = np.array([side * rng.uniform(0.5, 1.4), rng.uniform(1.3, 2.3)])
-    toward = np.array([0.0, 0.8]) - palm
+    palm = np.array([side * rng.uniform(0.5, 1.7), rng.uniform(1.3, 2.3)])
+    target = np.array([side * rng.uniform(0.0, 0.9), rng.uniform(0.5, 1.3)])
+    toward = target - palm
     toward /= np.linalg.norm(toward)
     across = np.array([-toward[1], toward[0]])
     size = rng.uniform(0.8, 1.1)
     a = np.linspace(0, 2 * np.pi, 24)[:, None]
-    shapes = [(palm + size * (0.42 * np.cos(a) * across + 0.5 * np.sin(a) * toward), None)]
     arm = -toward + rng.normal(0, 0.3, 2) + [0.0, 0.6]
     arm /= np.linalg.norm(arm)
     w = 0.34 * size * np.array([-arm[1], arm[0]])
-    shapes.append((np.array([palm + w, palm + w + 6 * arm, palm - w + 6 * arm, palm - w]), None))
+    parts = [[(np.array([palm + w, palm + w + 6 * arm, palm - w + 6 * arm, palm - w]), None)],
+             [(palm + size * (0.42 * np.cos(a) * across + 0.5 * np.sin(a) * toward), None)]]
+    thumb_root = palm - side * 0.3 * size * across
+    thumb_tip = thumb_root + 0.55 * size * (toward - side * 0.8 * across)
+    parts.append([(np.array([thumb_root, thumb_tip]), 0.22 * size)])
     bend = rng.uniform(-0.25, 0.25)
-    for i, offset in enumerate(np.linspace(-0.28, 0.28, 4) * size):
-        length = size * (0.55 + 0.12 * (1 - abs(i - 1.5) / 1.5)) * rng.uniform(0.6, 1.0)  # curled fingers are shorter
+    for i, offset in enumerate(np.linspace(-0.27, 0.27, 4) * size):
+        length = size * (0.7 + 0.2 * (1 - abs(i - 1.5) / 1.5)) * rng.uniform(0.55, 1.0)  # curled fingers are shorter
         root = palm + offset * across + 0.4 * size * toward
         tip_dir = toward + bend * across
         tip = root + length * (tip_dir + 0.3 * bend * across)
-        shapes.append((np.array([root, root + 0.5 * length * tip_dir, tip]), 0.19 * size))
-        shapes.append((tip + 0.095 * size * np.stack([np.cos(a[:, 0]), np.sin(a[:, 0])], 1), None))  # a round tip
-    thumb_root = palm - side * 0.35 * size * across
-    shapes.append((np.array([thumb_root, thumb_root + 0.45 * size * (toward - side * 0.8 * across)]), 0.2 * size))
-    return shapes, _jitter_color(rng, skin * rng.uniform(0.85, 1.1), 8)
+        parts.append([(np.array([root, root + 0.5 * length * tip_dir, tip]), 0.17 * size),
+                      (tip + 0.085 * size * np.stack([np.cos(a[:, 0]), np.sin(a[:, 0])], 1), None)])  # a round tip
+    return parts, _jitter_color(rng, skin * rng.uniform(0.85, 1.1), 8)
 
 
 def _glasses(rng: np.random.Generator) -> tuple[list, np.ndarray]:
@@ -799,6 +803,12 @@ def _hair(rng: np.random.Generator) -> tuple[list, np.ndarray]:
     return shapes, _jitter_color(rng, _pick(rng, HAIR_COLORS), 8)
 
 
+def _blur(alpha: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of a [0, 1] float layer (sigma in pixels)."""
+    image = Image.fromarray(np.rint(alpha * 255).astype(np.uint8))
+    return np.asarray(image.filter(ImageFilter.GaussianBlur(max(sigma, 0.5))), np.float32) / 255.0
+
+
 def add_occluder(photo: np.ndarray, masked: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
                  landmarks: np.ndarray | None = None, kind: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A hard negative in front of the mask: a hand, glasses, a cap or hair, drawn on the photo and on the masked
@@ -810,19 +820,33 @@ def add_occluder(photo: np.ndarray, masked: np.ndarray, mask: np.ndarray, rng: n
         raise ValueError(f"Unknown occluder {kind!r}; choose from {OCCLUDERS}")
     if kind == "hand":
         probe = np.clip(np.rint(SKIN_PROBE @ frame[:, :2].T + frame[:, 2]).astype(int), 0, [w - 1, h - 1])
-        shapes, base = _hand(rng, np.median(photo[probe[:, 1], probe[:, 0]].astype(np.float32), 0))
+        parts, base = _hand(rng, np.median(photo[probe[:, 1], probe[:, 0]].astype(np.float32), 0))
     else:
         shapes, base = {"glasses": _glasses, "cap": _cap, "hair": _hair}[kind](rng)
+        parts = [[shape] for shape in shapes]
     px = _pixels_per_unit(frame)
-    shapes = [(pts @ frame[:, :2].T + frame[:, 2], None if width is None else width * px) for pts, width in shapes]
-    alpha = _draw_layer(shapes, (0, 0), (w, h))
-    gx, gy = np.meshgrid(np.linspace(-1, 1, w, dtype=np.float32), np.linspace(-1, 1, h, dtype=np.float32))
-    shade = _lambert(0.4 * gx, 0.4 * gy, _light(rng), 0.55)[..., None]
-    color = base * shade + rng.normal(0, 3.0, (h, w, 1)).astype(np.float32)
-    covered = alpha[..., None] > 0.999
-    photo_out, masked_out = ((np.where(covered, color, x + (color - x) * alpha[..., None])) for x in
-                             (photo.astype(np.float32), masked.astype(np.float32)))
-    photo_out, masked_out = (np.clip(np.rint(x), 0, 255).astype(np.uint8) for x in (photo_out, masked_out))
+    light = _light(rng)
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32) / px
+    texture = (0.93 + 0.14 * _value_noise(gx, gy, rng, 6.0))[..., None]  # pores and blotches, not a flat cut-out
+    layers = []
+    for part in parts:  # each part rounded on its own: darker toward its outline, lit from the photo's light
+        alpha = _draw_layer([(pts @ frame[:, :2].T + frame[:, 2], None if width is None else width * px)
+                             for pts, width in part], (0, 0), (w, h))
+        body = _blur(alpha, 0.05 * px)
+        dy, dx = np.gradient(body)
+        shade = _lambert(-dx * 0.1 * px, -dy * 0.1 * px, light, 0.45)[..., None]
+        layers.append((alpha[..., None], base * shade * texture + rng.normal(0, 2.0, (h, w, 1)).astype(np.float32)))
+    union = 1 - np.prod([1 - alpha for alpha, _ in layers], axis=0)
+    covered = union > 0.999
+    dx, dy = np.rint(-light[:2] / light[2] * 0.2 * px).astype(int)  # its shadow falls away from the light
+    cast = np.pad(union[..., 0], ((abs(dy),) * 2, (abs(dx),) * 2))[abs(dy) - dy:, abs(dx) - dx:][:h, :w]
+    shadow = 1 - 0.35 * _blur(cast, 0.08 * px)[..., None]
+    outs = []
+    for x in (photo.astype(np.float32) * shadow, masked.astype(np.float32) * shadow):
+        for alpha, color in layers:
+            x = x + (color - x) * alpha
+        outs.append(np.clip(np.rint(x), 0, 255).astype(np.uint8))
+    photo_out, masked_out = outs[0], np.where(covered, outs[0], outs[1])  # what is hidden is the same in both
     touched = (mask == 255) & ~covered[..., 0]
     _mark_changed(masked_out, photo_out, touched)
     return photo_out, masked_out, touched * np.uint8(255)
