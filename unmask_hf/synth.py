@@ -838,8 +838,8 @@ def add_occluder(photo: np.ndarray, masked: np.ndarray, mask: np.ndarray, rng: n
         layers.append((alpha[..., None], base * shade * texture + rng.normal(0, 2.0, (h, w, 1)).astype(np.float32)))
     union = 1 - np.prod([1 - alpha for alpha, _ in layers], axis=0)
     covered = union > 0.999
-    dx, dy = np.rint(-light[:2] / light[2] * 0.2 * px).astype(int)  # its shadow falls away from the light
-    cast = np.pad(union[..., 0], ((abs(dy),) * 2, (abs(dx),) * 2))[abs(dy) - dy:, abs(dx) - dx:][:h, :w]
+    sx, sy = np.rint(-light[:2] / light[2] * 0.2 * px).astype(int)  # its shadow falls away from the light
+    cast = np.pad(union[..., 0], ((abs(sy),) * 2, (abs(sx),) * 2))[abs(sy) - sy:, abs(sx) - sx:][:h, :w]
     shadow = 1 - 0.35 * _blur(cast, 0.08 * px)[..., None]
     outs = []
     for x in (photo.astype(np.float32) * shadow, masked.astype(np.float32) * shadow):
