@@ -29,6 +29,14 @@ def test_morphology():
     assert np.array_equal(dilate(r, 0), r) and np.array_equal(erode(dilate(r, 3), 3), r)
 
 
+@pytest.mark.parametrize("pixels", [1, 4, 25])
+def test_dilate_is_a_square_max_filter_up_to_the_border(pixels):
+    specks = np.random.default_rng(pixels).random((90, 130)) > 0.995
+    specks[0, 5] = specks[89, 129] = True  # at the border too
+    square = np.asarray(Image.fromarray(specks.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(2 * pixels + 1)))
+    assert np.array_equal(dilate(specks, pixels), square > 0)
+
+
 def test_membrane_interpolates_the_known_values():
     known = ~region()
     values = np.zeros((200, 200, 3), np.float32)
