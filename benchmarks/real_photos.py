@@ -3,6 +3,7 @@
     python benchmarks/real_photos.py                                   # ../shared/data/real-masked-dev, all photos
     python benchmarks/real_photos.py --sheet eval/real/sheet.png --limit 48     # + photo | removed | result sheet
     python benchmarks/real_photos.py --sheet eval/real/ab.png --limit 48 --compare DIR  # other weights beside
+    python benchmarks/real_photos.py --sheet eval/real/below.png --compare-no-fill-below  # fill_below off beside
     python benchmarks/real_photos.py --faces-sheet eval/real/faces.png          # every face found, to count false ones
     python benchmarks/real_photos.py --families 0                                # faces found only
 
@@ -97,6 +98,8 @@ def main() -> None:
     parser.add_argument("--sheet", help="write a photo | what was removed | result contact sheet of the photos here")
     parser.add_argument("--compare", help="with --sheet: other weights (Hub id or folder), their map and result "
                         "beside --model's on each row")
+    parser.add_argument("--compare-no-fill-below", action="store_true",
+                        help="with --sheet: the same weights with UnmaskPipeline.fill_below off beside them")
     parser.add_argument("--faces-sheet", help="write every face found (aligned crops, numbered by photo) here")
     parser.add_argument("--families", type=int, default=200, help="validation faces per appearance family (0: skip)")
     args = parser.parse_args()
@@ -154,6 +157,9 @@ def main() -> None:
         print(f"wrote {args.faces_sheet}: {len(cells)} faces, in photo order: " + " ".join(label for _, label in crops))
     if args.sheet:
         compare = UnmaskPipeline.from_pretrained(args.compare) if args.compare else None
+        if args.compare_no_fill_below:
+            compare = UnmaskPipeline.from_pretrained(args.model)
+            compare.fill_below = False
         sheet, notes = real_contact_sheet(pipe, photos, compare=compare)
         Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)
         sheet.save(args.sheet)

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image, ImageDraw
 from safetensors import safe_open
 
-from unmask_hf.faces import (MTCNN_WEIGHTS, TEMPLATE_LANDMARKS, DetectedFace, FaceDetector, Retry, align_face,
-                             paste_back)
+from unmask_hf.faces import (BELOW_ANCHOR, BELOW_ZOOM, MTCNN_WEIGHTS, TEMPLATE_LANDMARKS, DetectedFace, FaceDetector,
+                             Retry, align_face, below_matrix, paste_back, reaches_below)
 
 # The astronaut's face (512 x 512 photo): box about x 178-270, y 59-174; eyes near (204, 101) and (247, 104).
 FACE_BOX = (178, 59, 270, 174)
@@ -242,6 +242,34 @@ def test_crop_past_the_photo_edge_continues_the_photo_mirrored(astronaut_rgb):
     centre = TEMPLATE_LANDMARKS * 200 + np.array([150.0, 100.0])
     plain, mirrored = (align_face(astronaut_rgb, centre, 96, mirror=m).crop for m in (False, True))
     assert np.array_equal(plain, mirrored)
+
+
+def test_the_below_crop_shows_the_same_face_smaller_and_reaching_lower():
+    size = 100
+    matrix = align_face(np.zeros((400, 300, 3), np.uint8), TEMPLATE_LANDMARKS * 120 + np.array([90.0, 60.0]), size).matrix
+    lower = below_matrix(matrix, size)
+    to_photo = lambda m, p: apply(np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2], np.array(p, np.float64))
+    anchor = [size / 2, BELOW_ANCHOR * size]
+    assert np.allclose(to_photo(lower, [anchor]), to_photo(matrix, [anchor]))  # the anchor row stays in place
+    top, bottom = to_photo(matrix, [[50, 0], [50, size]]), to_photo(lower, [[50, 0], [50, size]])
+    assert np.allclose(bottom[:, 0], top[:, 0])  # the centre column stays in place
+    assert np.isclose((bottom[1, 1] - bottom[0, 1]) / (top[1, 1] - top[0, 1]), BELOW_ZOOM)  # a side 1.3x longer
+    assert bottom[1, 1] > top[1, 1]
+
+
+def test_a_map_reaches_below_only_where_the_photo_goes_on_below_the_crop():
+    size = 64
+    identity = np.array([[1.0, 0, 0], [0, 1.0, 0]])  # the crop is the photo's top-left 64 x 64
+    region = np.zeros((size, size), bool)
+    region[40:, 20:40] = True  # 20 columns on the bottom row: more than BOTTOM_TOUCH of the side
+    assert reaches_below(region, identity, 64, 100)
+    assert not reaches_below(region, identity, 64, 64)  # the photo ends where the crop does
+    narrow = np.zeros_like(region)
+    narrow[40:, 30:33] = True
+    assert not reaches_below(narrow, identity, 64, 100)
+    above = np.zeros_like(region)
+    above[20:60, 10:50] = True  # stops short of the bottom row
+    assert not reaches_below(above, identity, 64, 100)
 
 
 def test_marked_faces_land_on_the_template():

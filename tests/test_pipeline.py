@@ -7,6 +7,8 @@ import torch
 from PIL import Image
 
 from unmask_hf import UnmaskPipeline
+from unmask_hf.faces import BELOW_ANCHOR, BELOW_ZOOM, align_face
+from unmask_hf.pipeline import MAP_DILATION
 from unmask_hf.io import load_image
 
 from .conftest import make_tiny_pipeline
@@ -242,8 +244,13 @@ def test_a_marked_face_is_unmasked_where_detection_found_none(tiny_pipeline, ast
         changed = np.argwhere((np.asarray(result.image) != dark).any(2))
         keep = np.asarray(result.mask) == 0
         assert np.array_equal(np.asarray(result.image)[keep], dark[keep])
-        if len(changed):  # whatever was filled lies on that face
-            assert changed[:, 1].min() > 120 and changed[:, 1].max() < 330 and changed[:, 0].max() < 260
+        # Whatever was filled lies on that face's crop, or below it where the map runs off the crop's bottom.
+        size = tiny_pipeline.image_size
+        matrix = align_face(dark, result.faces[0].landmarks, size).matrix
+        x, y = (changed[:, ::-1] @ matrix[:, :2].T + matrix[:, 2]).T
+        lowest = size * (1 + (BELOW_ZOOM - 1) * (1 - BELOW_ANCHOR))
+        grown = MAP_DILATION * BELOW_ZOOM + 1  # the paste's growth, on the crop below
+        assert (x > -grown).all() and (x < size + grown).all() and (y > -grown).all() and (y < lowest + grown).all()
     assert np.allclose(by_eyes.faces[0].landmarks[:2], [[204, 101], [247, 104]])
     # A batch takes one mark per image.
     batch = tiny_pipeline([dark, dark], eyes=[eyes, None])
@@ -292,3 +299,75 @@ def test_a_face_without_a_mask_is_left_as_it_is(tiny_pipeline, astronaut_rgb, mo
         result = tiny_pipeline(astronaut_rgb, aligned=aligned)
         assert np.array_equal(np.asarray(result.image), astronaut_rgb) and not np.asarray(result.mask).any()
         assert len(result.faces) == 1 and any("No face mask found on the face" in n for n in result.notes)
+
+
+NAVY, RED = np.array([30, 40, 110]), np.array([200, 30, 30])
+
+
+def colour_maps(*colours):
+    """A stand-in map module: marks the crop pixels of any of these colours."""
+    def predict_maps(crops):
+        near = [(crops - torch.tensor(c / 127.5 - 1, dtype=crops.dtype).view(1, 3, 1, 1)).abs().amax(1, keepdim=True) < 0.1
+                for c in colours]
+        return torch.stack(near).any(0).to(crops.dtype)
+    return predict_maps
+
+
+def crop_bottom_in_photo(result, photo, size: int) -> float:
+    """The photo row where the face's aligned crop ends, under its centre."""
+    matrix = align_face(photo, result.faces[0].landmarks, size).matrix
+    return float((np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2] @ [size / 2, size, 1])[1])
+
+
+def test_a_mask_hanging_below_the_face_s_crop_is_filled_below_it(tiny_pipeline, astronaut_rgb, monkeypatch):
+    # A navy mask from the nose to well below the chin, then a red shirt the map module also marks.
+    photo = astronaut_rgb.copy()
+    photo[140:240, 180:275] = NAVY
+    photo[240:340, 150:300] = RED
+    monkeypatch.setattr(tiny_pipeline, "predict_maps", colour_maps(NAVY, RED))
+    filled = []  # what the editor is asked to fill: the face's crop, then the crop reaching lower
+    generate = tiny_pipeline.edit_generator.generate
+    monkeypatch.setattr(tiny_pipeline.edit_generator, "generate",
+                        lambda image, region: filled.append((image, region)) or generate(image, region))
+    result = tiny_pipeline(photo)
+    assert len(filled) == 2
+    lower, hole = filled[1]
+    shirt = colour_maps(RED)(lower) > 0
+    assert shirt.sum() > 100 and hole.sum() > 0 and not hole[shirt].any()  # the shirt is context, not filled
+    mask = np.asarray(result.mask) > 0
+    bottom = crop_bottom_in_photo(result, photo, tiny_pipeline.image_size)
+    assert bottom < 210 and np.flatnonzero(mask.any(1)).max() > bottom + 25  # filled well below the crop
+    assert not mask[250:].any()  # the shirt is not the mask's colour: left alone (but for the paste's 2 px growth)
+    assert np.array_equal(np.asarray(result.image)[~mask], photo[~mask])
+    tiny_pipeline.fill_below = False
+    single_pass = np.asarray(tiny_pipeline(photo).mask) > 0
+    assert np.flatnonzero(single_pass.any(1)).max() < bottom + 5
+
+
+def test_a_drawn_mask_gets_no_second_crop_below_the_face(tiny_pipeline, astronaut_rgb, monkeypatch):
+    import unmask_hf.pipeline
+
+    monkeypatch.setattr(unmask_hf.pipeline, "warp_face", lambda *args: pytest.fail("a below crop for a drawn mask"))
+    drawn = np.zeros(astronaut_rgb.shape[:2], bool)
+    drawn[140:400, 180:275] = True
+    result = tiny_pipeline(astronaut_rgb, mask=drawn)
+    assert np.array_equal(np.asarray(result.mask) > 0, drawn)
+
+
+def test_the_part_below_keeps_the_mask_s_continuation_only():
+    from unmask_hf.pipeline import _below_part
+
+    size = 64
+    crop, region = np.full((size, size, 3), 150, np.uint8), np.zeros((size, size), bool)
+    crop[40:, 20:44], region[40:, 20:44] = NAVY, True  # the mask runs off the crop's bottom in columns 20-43
+    below, below_region = np.full((size, size, 3), 150, np.uint8), np.zeros((size, size), bool)
+    below[30:56, 23:41] = NAVY  # its continuation on the zoomed-out crop (columns 20-43 / 1.3, about 23-40)
+    below[56:, 10:54] = RED  # a shirt under it
+    below[58:, 0:6] = NAVY  # a navy patch apart from the mask
+    below_region[30:, :] = True  # the map module marks all of it
+    part, above_edge = _below_part(region, crop, below_region, below)
+    assert above_edge[:50].all() and not above_edge[51:].any()
+    # The face's crop ends at row 50 of the zoomed-out one (BELOW_ANCHOR, BELOW_ZOOM); the part starts a little above.
+    assert part[50:56, 25:39].all()  # the continuation below the face's crop
+    assert not part[:47].any()  # nothing higher up: the face's own crop covers that
+    assert not part[56:].any()  # neither the shirt nor the separate patch

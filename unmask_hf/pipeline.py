@@ -22,7 +22,8 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, Repo
 from PIL import Image
 
 from .blend import blend_patch, dilate
-from .faces import TEMPLATE_LANDMARKS, DetectedFace, FaceDetector, align_face, crop_scale, marked_face, paste_back
+from .faces import (BELOW_ANCHOR, BELOW_ZOOM, TEMPLATE_LANDMARKS, DetectedFace, FaceDetector, align_face, below_matrix,
+                    crop_scale, marked_face, paste_back, reaches_below, warp_face)
 from .model_card import render_model_card
 from .io import ImageInput, images_to_tensor, load_image, load_mask, tensor_to_arrays
 from .models import EditGenerator, MapGenerator, RefineGenerator
@@ -33,6 +34,12 @@ from .models.hub import WEIGHTS_NAME, HubModule, resolve_weights
 from .viz import overlay_mask
 
 MAP_DILATION = 2  # pixels at the model's working size; see _assemble
+BELOW_OVERLAP = 3  # crop pixels by which the fill below a face reaches under the face's own fill (see _below_part)
+# The map below a face's crop keeps only pixels coloured like the mask where it leaves the crop (its last EDGE_ROWS
+# rows): within BELOW_COLOUR times the spread of those colours (capped, plus a floor for a plain mask) of their
+# mean. The zoomed-out crop's map also marks collars, scarves and shirts under the chin; those rarely match the mask.
+EDGE_ROWS = 6
+BELOW_COLOUR = 2.5
 # A drawn mask over more than this share of the face's eyes-to-mouth box and of both eyes leaves nothing to predict
 # the face from. The eyes count on their own: a mask painted up to the lower eyelids (an N95 worn high) fills most
 # of the box but leaves the eyes, and is a mask to remove.
@@ -66,6 +73,9 @@ class UnmaskResult:
     overlay: Image.Image
     faces: list[FaceResult]
     notes: list[str] = field(default_factory=list)
+
+
+_Output = tuple[np.ndarray, np.ndarray, np.ndarray]  # per crop: map S×S bool, generated S×S×3, composited S×S×3
 
 
 @dataclass
@@ -104,7 +114,7 @@ class UnmaskPipeline:
 
     def __init__(self, map_generator: MapGenerator, edit_generator: EditGenerator, threshold: float = 0.5,
                  device: str | torch.device | None = None, info: dict | None = None, batch_size: int = 16,
-                 map_growth: int = 0, refiner: RefineGenerator | None = None):
+                 map_growth: int = 0, refiner: RefineGenerator | None = None, fill_below: bool = True):
         if map_generator.unet.config.image_size != edit_generator.unet.config.image_size:
             raise ValueError("The map and edit modules must share one image_size")
         if not 0.0 < threshold < 1.0:
@@ -121,6 +131,9 @@ class UnmaskPipeline:
         # pixel short of the mask's rim, which the fill then shows as a pale line along its upper edge (README,
         # "Pasting back"). The grown ring is painted from the map's own pixels in the editor's input.
         self.map_growth = map_growth
+        # Where a predicted map runs off the aligned crop's bottom edge (a mask hanging below the chin), fill its
+        # continuation from a second crop reaching lower (README, "Masks that hang below the face's crop").
+        self.fill_below = fill_below
         self.batch_size = batch_size
         self.info = info or {"status": "untrained"}  # how the weights were made; goes into the model card
         self._detector = None
@@ -245,7 +258,7 @@ class UnmaskPipeline:
         return self.refiner is not None and face_side > self.image_size
 
     @torch.inference_mode()
-    def _run(self, crops: list[_Crop]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def _run(self, crops: list[_Crop]) -> list[_Output]:
         """Run the models over crops in batches → per crop (map S×S bool, generated S×S×3, composited S×S×3)."""
         results = []
         for start in range(0, len(crops), self.batch_size):
@@ -300,9 +313,13 @@ class UnmaskPipeline:
                      else self._face_crops(i, photo, user_mask, notes[i], mark))
             crops += _drop_covered_faces(found, notes[i])
         outputs = self._run(crops)
+        # A mask hanging below a face's crop: the same face once more on a crop that reaches lower (faces.below_matrix).
+        belows = [self._below_crop(c, region, photos[c.photo_index]) for c, (region, _, _) in zip(crops, outputs)]
+        below_outputs = iter(self._run([b[0] for b in belows if b is not None]))
+        belows = [None if b is None else (*b, next(below_outputs)) for b in belows]
         results = []
         for i, (photo, user_mask) in enumerate(zip(photos, user_masks)):
-            mine = [(c, o) for c, o in zip(crops, outputs) if c.photo_index == i]
+            mine = [piece for piece in zip(crops, outputs, belows) if piece[0].photo_index == i]
             results.append(self._assemble(photo, user_mask, mine, notes[i]))
         return results[0] if single else results
 
@@ -350,12 +367,17 @@ class UnmaskPipeline:
         return crops
 
     def _assemble(self, photo: Image.Image, user_mask: np.ndarray | None,
-                  pieces: list[tuple[_Crop, tuple[np.ndarray, np.ndarray, np.ndarray]]], notes: list[str]) -> UnmaskResult:
+                  pieces: list[tuple[_Crop, _Output, tuple[_Crop, np.ndarray, _Output] | None]],
+                  notes: list[str]) -> UnmaskResult:
         original = np.asarray(photo)
         out = original.copy()
         full_mask = np.zeros(out.shape[:2], dtype=bool)
         faces = []
-        for crop, (region, generated, composited) in pieces:
+        for crop, (region, generated, composited), below in pieces:
+            if below is not None:  # first the fill below the crop, so the face's own fill is feathered onto it
+                below_crop, part, (_, below_generated, _) = below
+                out, pasted = paste_back(out, below_generated, dilate(part, MAP_DILATION), below_crop.matrix)
+                full_mask |= pasted > 0
             # Grow the map a little so the paste covers the mask's rim instead of letting fabric show through;
             # a user's mask is the exact limit (the crop-space copy only says which face covers which part).
             paste = dilate(region, MAP_DILATION)
@@ -380,6 +402,24 @@ class UnmaskPipeline:
         result_mask = Image.fromarray(full_mask.astype(np.uint8) * 255)
         return UnmaskResult(result_image, result_mask, overlay_mask(photo, result_mask), faces, notes)
 
+    def _below_crop(self, crop: _Crop, region: np.ndarray, photo: Image.Image) -> tuple[_Crop, np.ndarray] | None:
+        """When `region`, the predicted map on `crop`, runs off the crop's bottom edge inside the photo (and
+        `fill_below` is on): the same face on a crop reaching lower (faces.below_matrix) and the part of it to paste
+        (`_below_part`). The editor fills that crop's own map down to the face crop's edge and only the part below
+        it, so clothing its map also marks stays as context. Else None; a drawn mask is exact and an aligned input
+        is the whole photo: neither gets one."""
+        if (not self.fill_below or crop.matrix is None or crop.user_mask is not None
+                or not reaches_below(region, crop.matrix, *photo.size)):
+            return None
+        matrix = below_matrix(crop.matrix, self.image_size)
+        lower = warp_face(np.asarray(photo), matrix, self.image_size).crop
+        lower_map = self.predict_maps(images_to_tensor([lower]).to(self.device))[0, 0].cpu().numpy() > 0.5
+        part, above_edge = _below_part(region, crop.crop, lower_map, lower)
+        if not part.any():
+            return None
+        hole = (lower_map & above_edge[:, None]) | part
+        return _Crop(crop.photo_index, lower, matrix, crop.box, crop.landmarks, hole), part
+
     def _paste_aligned(self, photo: np.ndarray, paste: np.ndarray, patch: np.ndarray,
                        user_mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Composite at full resolution: the pasted region (grown as in the detection path) and the patch
@@ -395,6 +435,34 @@ class UnmaskPipeline:
         big = np.asarray(Image.fromarray(patch).resize((w, h), Image.BICUBIC))
         upscale = max(h, w) / self.image_size  # photo pixels per pixel the editor generated: where grain goes
         return blend_patch(photo, big, full, max(h, w), upscale, exact_edge=user_mask is not None), full
+
+
+def _below_part(region: np.ndarray, crop: np.ndarray, below_region: np.ndarray,
+                below_crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The part of the map on a face's `below` crop (`below_region` on `below_crop`) that goes on where `region`, the
+    map on the face's own `crop`, runs off that crop's bottom edge: from BELOW_OVERLAP pixels above the edge down,
+    the pixels coloured like the mask at the edge that continue it straight down from the columns where it leaves
+    the crop. Also returns which rows of the `below` crop lie above the face crop's bottom edge."""
+    size = len(region)
+    edge = crop[-EDGE_ROWS:][region[-EDGE_ROWS:]].astype(np.float32)
+    spread = min(float(np.linalg.norm(edge.std(0))), 30.0) + 12.0  # 12: sensor noise and shading on a plain mask
+    alike = np.linalg.norm(below_crop.astype(np.float32) - edge.mean(0), axis=2) < BELOW_COLOUR * spread
+    anchor = np.array([0.5, BELOW_ANCHOR]) * size
+    # Each below-crop pixel centre in the face crop's coordinates (below_matrix: q = anchor + (p - anchor) / zoom).
+    x = anchor[0] + (np.arange(size) + 0.5 - anchor[0]) * BELOW_ZOOM
+    y = anchor[1] + (np.arange(size) + 0.5 - anchor[1]) * BELOW_ZOOM
+    rows = y >= size - BELOW_OVERLAP
+    edge_columns = np.zeros(size, bool)
+    inside = (x >= 0) & (x < size)
+    edge_columns[inside] = region[-1, x[inside].astype(int)]
+    seeds = rows[:, None] & (y < size + 1)[:, None] & edge_columns[None, :]
+    allowed = below_region & alike & rows[:, None]
+    part = np.zeros_like(allowed)
+    first = int(np.argmax(rows))
+    part[first] = allowed[first] & (seeds[first] | seeds[min(first + 1, size - 1)])
+    for r in range(first + 1, size):  # straight down only: a mask narrows below the chin, clothing widens
+        part[r] = allowed[r] & part[r - 1]
+    return part, y < size
 
 
 def _per_image(value, count: int, name: str) -> list:
