@@ -22,6 +22,12 @@ MAX_DIFFERENCE = 40.0
 # Share of the missing fine detail that grain fills, and its ceiling (grey levels): full matching looked like
 # speckle on JPEG-noisy photos of the real-photo contact sheet.
 GRAIN_SHARE, MAX_GRAIN = 0.7, 4.0
+FEATHER = 0.015  # of the face crop's side: the blur that feathers a predicted map's edge inward
+
+
+def _skin_band(face_size: float) -> int:
+    """Pixels around the region where the visible skin's grain is measured: 5 % of the face crop's side."""
+    return max(round(0.05 * face_size), 3)
 
 
 def dilate(region: np.ndarray, pixels: int) -> np.ndarray:
@@ -101,6 +107,16 @@ def blend_patch(photo: np.ndarray, patch: np.ndarray, region: np.ndarray, face_s
     outside the region are returned unchanged; deterministic."""
     if not region.any():
         return photo.copy()
+    # Only the region changes, and only the skin band and the feather's blur around it are read: blend that window.
+    ys, xs = np.nonzero(region)
+    reach = _skin_band(face_size) + int(np.ceil(3 * FEATHER * face_size)) + 4  # + the membrane's ring, with room
+    y0, y1 = max(ys.min() - reach, 0), min(ys.max() + reach + 1, region.shape[0])
+    x0, x1 = max(xs.min() - reach, 0), min(xs.max() + reach + 1, region.shape[1])
+    if (y1 - y0, x1 - x0) != region.shape:
+        out = photo.copy()
+        out[y0:y1, x0:x1] = blend_patch(photo[y0:y1, x0:x1], patch[y0:y1, x0:x1], region[y0:y1, x0:x1], face_size,
+                                        upscale, exact_edge, seed)
+        return out
     original, generated = photo.astype(np.float32), patch.astype(np.float32)
     difference = original - generated
     visible = ~region & (np.abs(difference).mean(-1) < MAX_DIFFERENCE)
@@ -109,9 +125,9 @@ def blend_patch(photo: np.ndarray, patch: np.ndarray, region: np.ndarray, face_s
     else:
         # Blurring the region and mapping [0.5, 1] -> [0, 1] makes the weight fall to 0 at the border (a straight
         # edge blurs to 0.5 there); multiplying by the region keeps it exactly 0 outside.
-        blurred = Image.fromarray(region.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(0.015 * face_size))
+        blurred = Image.fromarray(region.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(FEATHER * face_size))
         out, alpha = generated, np.clip(np.asarray(blurred) / 127.5 - 1.0, 0.0, 1.0) * region
     if upscale > 1:
-        out = _add_grain(out, original, region, visible & dilate(region, max(round(0.05 * face_size), 3)), seed)
+        out = _add_grain(out, original, region, visible & dilate(region, _skin_band(face_size)), seed)
     blended = alpha[..., None] * np.clip(out, 0, 255) + (1 - alpha[..., None]) * original
     return np.where(region[..., None], np.round(blended), original).astype(np.uint8)
