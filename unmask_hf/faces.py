@@ -449,13 +449,18 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int, mirror: bool
     return warp_face(image, similarity_matrix(landmarks, TEMPLATE_LANDMARKS * size), size, mirror)
 
 
-def below_matrix(matrix: np.ndarray, size: int) -> np.ndarray:
-    """The photo → crop matrix of a crop that reaches further below the face than `matrix`'s: the face BELOW_ZOOM
-    times smaller, the row at BELOW_ANCHOR of the side kept in place, so the crop ends (BELOW_ZOOM - 1)(1 -
-    BELOW_ANCHOR) of a side lower. For a face mask hanging below the aligned crop's bottom edge."""
+def below_zoom(size: int) -> np.ndarray:
+    """The 3×3 map from a face's aligned S×S crop to its `below_matrix` crop: the face BELOW_ZOOM times smaller,
+    the row at BELOW_ANCHOR of the side kept in place, so the crop ends (BELOW_ZOOM - 1)(1 - BELOW_ANCHOR) of a
+    side lower."""
     shrink, anchor = 1 / BELOW_ZOOM, np.array([0.5, BELOW_ANCHOR]) * size
-    zoom = np.array([[shrink, 0, anchor[0] * (1 - shrink)], [0, shrink, anchor[1] * (1 - shrink)], [0, 0, 1]])
-    return (zoom @ np.vstack([matrix, [0, 0, 1]]))[:2]
+    return np.array([[shrink, 0, anchor[0] * (1 - shrink)], [0, shrink, anchor[1] * (1 - shrink)], [0, 0, 1]])
+
+
+def below_matrix(matrix: np.ndarray, size: int) -> np.ndarray:
+    """The photo → crop matrix of a crop that reaches further below the face than `matrix`'s (`below_zoom`). For a
+    face mask hanging below the aligned crop's bottom edge."""
+    return (below_zoom(size) @ np.vstack([matrix, [0, 0, 1]]))[:2]
 
 
 def reaches_below(region: np.ndarray, matrix: np.ndarray, width: int, height: int) -> bool:

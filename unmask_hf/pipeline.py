@@ -22,8 +22,8 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, Repo
 from PIL import Image
 
 from .blend import blend_patch, dilate
-from .faces import (BELOW_ANCHOR, BELOW_ZOOM, TEMPLATE_LANDMARKS, DetectedFace, FaceDetector, align_face, below_matrix,
-                    crop_scale, marked_face, paste_back, reaches_below, warp_face)
+from .faces import (TEMPLATE_LANDMARKS, DetectedFace, FaceDetector, align_face, below_matrix, below_zoom, crop_scale,
+                    marked_face, paste_back, reaches_below, warp_face)
 from .model_card import render_model_card
 from .io import ImageInput, images_to_tensor, load_image, load_mask, tensor_to_arrays
 from .models import EditGenerator, MapGenerator, RefineGenerator
@@ -447,19 +447,17 @@ def _below_part(region: np.ndarray, crop: np.ndarray, below_region: np.ndarray,
     edge = crop[-EDGE_ROWS:][region[-EDGE_ROWS:]].astype(np.float32)
     spread = min(float(np.linalg.norm(edge.std(0))), 30.0) + 12.0  # 12: sensor noise and shading on a plain mask
     alike = np.linalg.norm(below_crop.astype(np.float32) - edge.mean(0), axis=2) < BELOW_COLOUR * spread
-    anchor = np.array([0.5, BELOW_ANCHOR]) * size
-    # Each below-crop pixel centre in the face crop's coordinates (below_matrix: q = anchor + (p - anchor) / zoom).
-    x = anchor[0] + (np.arange(size) + 0.5 - anchor[0]) * BELOW_ZOOM
-    y = anchor[1] + (np.arange(size) + 0.5 - anchor[1]) * BELOW_ZOOM
+    # Each below-crop pixel centre's column and row in the face crop's coordinates.
+    to_face, centres = np.linalg.inv(below_zoom(size)), np.arange(size) + 0.5
+    x, y = to_face[0, 0] * centres + to_face[0, 2], to_face[1, 1] * centres + to_face[1, 2]
     rows = y >= size - BELOW_OVERLAP
-    edge_columns = np.zeros(size, bool)
+    edge_columns = np.zeros(size, bool)  # below-crop columns where `region` leaves the face crop
     inside = (x >= 0) & (x < size)
     edge_columns[inside] = region[-1, x[inside].astype(int)]
-    seeds = rows[:, None] & (y < size + 1)[:, None] & edge_columns[None, :]
     allowed = below_region & alike & rows[:, None]
     part = np.zeros_like(allowed)
     first = int(np.argmax(rows))
-    part[first] = allowed[first] & (seeds[first] | seeds[min(first + 1, size - 1)])
+    part[first] = allowed[first] & edge_columns
     for r in range(first + 1, size):  # straight down only: a mask narrows below the chin, clothing widens
         part[r] = allowed[r] & part[r - 1]
     return part, y < size
