@@ -165,9 +165,10 @@ def build_demo(default_model: str = "", revision: str | None = None, lock_model:
                  for image, what in ((face.aligned_input, "aligned input"), (face.aligned_map, "mask map"),
                                      (face.aligned_output, "output"))]
         # Background and layer exactly fill the editor's fixed canvas: gradio centres layers on the canvas, so
-        # anything smaller would not line up with the photo.
+        # anything smaller would not line up with the photo. The layer is what the fill replaced (the mask found,
+        # grown over its rim), so re-running it unedited gives the same result.
         editor_value = {"background": fit_square(photo, EDITOR_SIDE),
-                        "layers": [fit_square(mask_layer(result.mask), EDITOR_SIDE, (0, 0, 0, 0))], "composite": None}
+                        "layers": [fit_square(mask_layer(result.changed), EDITOR_SIDE, (0, 0, 0, 0))], "composite": None}
         lines = [f"**{len(result.faces)} face(s) unmasked** in {seconds:.2f} s (faces processed at "
                  f"{pipe.image_size}×{pipe.image_size} px). _{PREDICTION_LABEL}._" if result.faces
                  else "**Nothing was unmasked.** If the photo shows a face, mark it yourself under "

@@ -11,8 +11,10 @@ Two rows: the map module's own mask (what `pipe(photo)` does) and the true mask 
 the fill and the paste). Columns (means over the faces the detector found): PSNR and SSIM of the whole photo,
 PSNR in the mask's bounding box, the detail ratio in the true mask (1 = as sharp as the real face; the model
 works at a smaller size, so the paste upscales), the colour error (mean over channels of |mean of the output
-- mean of the truth| inside the true mask, 0-255) and the seam error (mean |output - truth| on the 2 px ring
-just inside the pasted region's edge, minus the same just outside it, 0-255: what the edge adds).
+- mean of the truth| inside the true mask, 0-255), the seam error (mean |output - truth| on the 2 px ring
+just inside the pasted region's edge, `result.changed`, minus the same just outside it, 0-255: what the edge adds)
+and the map's IoU with the true mask at the photo's size (`result.mask`; the pasted region, grown over the rim, in
+the next column).
 """
 
 import argparse
@@ -24,7 +26,7 @@ from unmask_hf import UnmaskPipeline
 from unmask_hf.blend import dilate, erode
 from unmask_hf.dataset import FaceFolder
 from unmask_hf.io import load_image
-from unmask_hf.metrics import image_metrics
+from unmask_hf.metrics import image_metrics, mask_metrics
 from unmask_hf.synth import make_sample
 
 
@@ -33,14 +35,16 @@ def _ring(region: np.ndarray, pixels: int) -> tuple[np.ndarray, np.ndarray]:
     return region & ~erode(region, pixels), dilate(region, pixels) & ~region
 
 
-def measure(output: np.ndarray, truth: np.ndarray, true_mask: np.ndarray, pasted: np.ndarray) -> dict[str, float]:
+def measure(output: np.ndarray, truth: np.ndarray, true_mask: np.ndarray, found: np.ndarray,
+            pasted: np.ndarray) -> dict[str, float]:
     m = image_metrics(output, truth, true_mask)
     out, gt = output.astype(np.float64), truth.astype(np.float64)
     colour = float(np.abs(out[true_mask].mean(0) - gt[true_mask].mean(0)).mean())
     inside, outside = _ring(pasted, 2)
     seam = float(np.abs(out - gt)[inside].mean() - np.abs(out - gt)[outside].mean()) if inside.any() and outside.any() else np.nan
     return {"psnr": m["psnr"], "ssim": m["ssim"], "psnr_bbox": m["psnr_bbox"], "detail_ratio": m["detail_ratio"],
-            "colour_error": colour, "seam_error": seam}
+            "colour_error": colour, "seam_error": seam, "map_iou": mask_metrics(found, true_mask)["iou"],
+            "pasted_iou": mask_metrics(pasted, true_mask)["iou"]}
 
 
 def main() -> None:
@@ -77,7 +81,8 @@ def main() -> None:
         given = pipe(masked, mask=true_mask)
         refused += not (np.asarray(given.mask) > 127).any()  # a drawn mask over the eyes is left unchanged
         for name, result in zip(rows, (found, given)):
-            rows[name].append(measure(np.asarray(result.image), truth, true_mask, np.asarray(result.mask) > 127))
+            rows[name].append(measure(np.asarray(result.image), truth, true_mask, np.asarray(result.mask) > 127,
+                                      np.asarray(result.changed) > 127))
     n = len(rows["map module's mask"])
     keys = list(next(iter(rows.values()))[0])
     print(f"{n} faces at {args.size} px from {args.faces}, {args.split} split, bottom {args.cut_chin:.0%} cut "

@@ -14,10 +14,12 @@ from PIL import Image
 from skimage.data import coffee
 
 from unmask_hf.io import PREDICTION_LABEL
+from unmask_hf.viz import square_box
 
 from .app_server import EXAMPLES, running_app  # noqa: F401  (the fixture: the app, running)
 
 PHOTO = EXAMPLES / "astronaut_surgical.jpg"  # one face wearing a rendered surgical mask, 512×512
+PHOTO_SIZE = (512, 512)
 UNMASK = "/unmask"
 WITH_MASK = "/unmask_with_mask"
 FACE = "/unmask_face"
@@ -62,9 +64,11 @@ def test_unmask_an_example_photo(client):
     assert rgb(before).shape == rgb(after).shape == photo.shape
     assert [item["caption"] for item in out["gallery"]] == ["face 1: aligned input", "face 1: mask map", "face 1: output"]
     assert "1 face(s) unmasked" in out["status"] and PREDICTION_LABEL in out["status"]
-    # The editor shows the photo with the predicted mask as a paint layer on a square canvas.
+    # The editor shows the photo with what the fill replaced as a paint layer on a square canvas.
     editor_layer = Image.open(out["editor"]["layers"][0])
     assert editor_layer.mode == "RGBA" and editor_layer.size == Image.open(out["editor"]["background"]).size
+    painted = np.asarray(editor_layer.crop(square_box(PHOTO_SIZE, editor_layer.width)).resize(PHOTO_SIZE))[..., 3] > 127
+    assert painted[changed].mean() > 0.95 and changed[painted].mean() > 0.8  # painted where the photo changed
 
 
 def test_two_faces_are_both_unmasked(client):

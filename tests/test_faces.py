@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 from safetensors import safe_open
 
 from unmask_hf.faces import (BELOW_ANCHOR, BELOW_ZOOM, MTCNN_WEIGHTS, TEMPLATE_LANDMARKS, DetectedFace, FaceDetector,
-                             Retry, align_face, below_matrix, paste_back, reaches_below)
+                             Retry, align_face, below_matrix, map_to_photo, paste_back, reaches_below)
 
 # The astronaut's face (512 x 512 photo): box about x 178-270, y 59-174; eyes near (204, 101) and (247, 104).
 FACE_BOX = (178, 59, 270, 174)
@@ -213,6 +213,10 @@ def test_paste_back_changes_only_the_mask_region(detector, astronaut_rgb, degree
 
     out_u8, mask_u8 = paste_back(photo, edited, np.round(soft_mask * 255).astype(np.uint8), aligned.matrix)
     assert (mask_u8 == mask).mean() > 0.999 and (out_u8[mask_u8 == 0] == photo[mask_u8 == 0]).all()
+    # map_to_photo places a crop's map where paste_back pastes it (what UnmaskResult.mask reports)
+    binary = soft_mask >= 0.5
+    _, pasted = paste_back(photo, edited, binary.astype(np.float32), aligned.matrix)
+    assert np.array_equal(map_to_photo(binary, aligned.matrix, 512, 512), pasted == 255)
 
 
 def test_paste_back_at_the_photo_border(astronaut_rgb):

@@ -9,7 +9,8 @@ from PIL import Image
 from unmask_hf import UnmaskPipeline
 from unmask_hf.faces import BELOW_ANCHOR, BELOW_ZOOM, align_face
 from unmask_hf.pipeline import MAP_DILATION
-from unmask_hf.io import load_image
+from unmask_hf.io import images_to_tensor, load_image
+from unmask_hf.viz import overlay_mask
 
 from .conftest import make_tiny_pipeline
 
@@ -65,9 +66,9 @@ def test_odd_sizes_and_modes_give_same_size(tiny_pipeline, shape):
         result = tiny_pipeline(image, aligned=aligned)
         size = (shape[1], shape[0])
         assert result.image.size == size and result.image.mode == "RGB"
-        assert result.mask.size == size and result.mask.mode == "L"
+        assert result.mask.size == result.changed.size == size and result.mask.mode == result.changed.mode == "L"
         assert result.overlay.size == size
-        assert set(np.unique(np.asarray(result.mask))) <= {0, 255}
+        assert set(np.unique(np.asarray(result.mask))) <= {0, 255} and set(np.unique(np.asarray(result.changed))) <= {0, 255}
 
 
 def test_grayscale_and_rgba_pil(tiny_pipeline, astronaut_rgb):
@@ -102,7 +103,7 @@ def test_a_drawn_mask_in_a_batch_is_not_grown(tiny_pipeline, astronaut_rgb, monk
 
 def test_aligned_composite_keeps_unmasked_pixels(tiny_pipeline, astronaut_rgb):
     result = tiny_pipeline(astronaut_rgb, aligned=True)
-    keep = np.asarray(result.mask) == 0
+    keep = np.asarray(result.changed) == 0
     assert np.array_equal(np.asarray(result.image)[keep], astronaut_rgb[keep])
     face = result.faces[0]
     assert face.aligned_input.size == face.aligned_output.size == face.aligned_map.size == (64, 64)
@@ -208,7 +209,7 @@ def test_photo_path_processes_each_face_and_keeps_the_rest(tiny_pipeline, astron
     assert len(result.faces) == 2 and not result.notes
     boxes = sorted(face.box[0] for face in result.faces)
     assert boxes[0] < 550 < boxes[1]  # one face on each half
-    keep = np.asarray(result.mask) == 0
+    keep = np.asarray(result.changed) == 0
     assert np.array_equal(np.asarray(result.image)[keep], canvas[keep])
     assert all(face.aligned_input.size == (64, 64) for face in result.faces)
 
@@ -242,7 +243,7 @@ def test_a_marked_face_is_unmasked_where_detection_found_none(tiny_pipeline, ast
     for result in (by_eyes, by_box):
         assert len(result.faces) == 1 and not result.notes
         changed = np.argwhere((np.asarray(result.image) != dark).any(2))
-        keep = np.asarray(result.mask) == 0
+        keep = np.asarray(result.changed) == 0
         assert np.array_equal(np.asarray(result.image)[keep], dark[keep])
         # Whatever was filled lies on that face's crop, or below it where the map runs off the crop's bottom.
         size = tiny_pipeline.image_size
@@ -313,6 +314,25 @@ def colour_maps(*colours):
     return predict_maps
 
 
+def test_the_mask_is_the_map_found_and_changed_is_what_the_paste_replaced(tiny_pipeline, astronaut_rgb, monkeypatch):
+    # A navy mask over the mouth (inside the face's crop); the stand-in map module marks exactly its pixels.
+    photo = astronaut_rgb.copy()
+    photo[150:200, 185:270] = NAVY
+    navy = np.zeros(photo.shape[:2], bool)
+    navy[150:200, 185:270] = True
+    monkeypatch.setattr(tiny_pipeline, "predict_maps", colour_maps(NAVY))
+    monkeypatch.setattr(tiny_pipeline, "map_growth", 1)
+    result = tiny_pipeline(photo)
+    found, changed = np.asarray(result.mask) > 0, np.asarray(result.changed) > 0
+    iou = (found & navy).sum() / (found | navy).sum()
+    assert iou > 0.85  # the map at the photo's size (64 px crops here: a crop pixel is ~3 photo pixels)
+    assert (found & ~changed).sum() == 0 and changed.sum() > 1.2 * found.sum()  # the paste's growth is not in it
+    assert np.array_equal(np.asarray(result.image)[~changed], photo[~changed])
+    assert np.array_equal(np.asarray(result.faces[0].aligned_map) > 0, colour_maps(NAVY)(
+        images_to_tensor([result.faces[0].aligned_input]))[0, 0].numpy() > 0)  # the map, not the grown region
+    assert np.array_equal(np.asarray(result.overlay), np.asarray(overlay_mask(Image.fromarray(photo), result.mask)))
+
+
 def crop_bottom_in_photo(result, photo, size: int) -> float:
     """The photo row where the face's aligned crop ends, under its centre."""
     matrix = align_face(photo, result.faces[0].landmarks, size).matrix
@@ -334,13 +354,14 @@ def test_a_mask_hanging_below_the_face_s_crop_is_filled_below_it(tiny_pipeline, 
     lower, hole = filled[1]
     shirt = colour_maps(RED)(lower) > 0
     assert shirt.sum() > 100 and hole.sum() > 0 and not hole[shirt].any()  # the shirt is context, not filled
-    mask = np.asarray(result.mask) > 0
+    found, changed = np.asarray(result.mask) > 0, np.asarray(result.changed) > 0
     bottom = crop_bottom_in_photo(result, photo, tiny_pipeline.image_size)
-    assert bottom < 210 and np.flatnonzero(mask.any(1)).max() > bottom + 25  # filled well below the crop
-    assert not mask[250:].any()  # the shirt is not the mask's colour: left alone (but for the paste's 2 px growth)
-    assert np.array_equal(np.asarray(result.image)[~mask], photo[~mask])
+    for mask in (found, changed):
+        assert bottom < 210 and np.flatnonzero(mask.any(1)).max() > bottom + 25  # found and filled well below the crop
+        assert not mask[250:].any()  # the shirt is not the mask's colour: left alone (but for the paste's 2 px growth)
+    assert np.array_equal(np.asarray(result.image)[~changed], photo[~changed])
     tiny_pipeline.fill_below = False
-    single_pass = np.asarray(tiny_pipeline(photo).mask) > 0
+    single_pass = np.asarray(tiny_pipeline(photo).changed) > 0
     assert np.flatnonzero(single_pass.any(1)).max() < bottom + 5
 
 

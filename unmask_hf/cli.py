@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="Hub repo id or local folder (default: the embedded weights)")
     parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) to pin")
     parser.add_argument("--aligned", action="store_true", help="inputs are aligned face crops (skip face detection)")
-    parser.add_argument("--save-mask", action="store_true", help="also write <name>_mask.png (255 = removed)")
+    parser.add_argument("--save-mask", action="store_true", help="also write <name>_mask.png (the face masks found, 255 = mask)")
     parser.add_argument("--save-overlay", action="store_true", help="also write <name>_overlay.png")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     args = parser.parse_args(argv)

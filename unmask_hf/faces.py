@@ -497,6 +497,22 @@ def warp_face(image: np.ndarray, matrix: np.ndarray, size: int, mirror: bool = T
     return AlignedFace(np.asarray(crop), matrix)
 
 
+def map_to_photo(crop_map: np.ndarray, matrix: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A map on the crop `matrix` made (S×S bool) at the photo's pixels (height×width bool), as `paste_back` places
+    it: bilinear, then >= 0.5."""
+    size = len(crop_map)
+    full = np.zeros((height, width), dtype=bool)
+    x0, y0, x1, y1 = _footprint(matrix, size, width, height)
+    if x1 > x0 and y1 > y0:
+        region_to_crop = matrix @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], dtype=np.float64)
+        full[y0:y1, x0:x1] = _map_in_footprint(crop_map.astype(np.float32), region_to_crop, (x1 - x0, y1 - y0))
+    return full
+
+
+def _map_in_footprint(crop_map: np.ndarray, region_to_crop: np.ndarray, roi: tuple[int, int]) -> np.ndarray:
+    return np.asarray(_warp(Image.fromarray(crop_map), region_to_crop, roi)) >= 0.5
+
+
 def paste_back(image: np.ndarray, crop_output: np.ndarray, crop_mask: np.ndarray, matrix: np.ndarray,
                within: np.ndarray | None = None, detail_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Warps an edited crop and its mask back into the photo and blends them in; returns (new image, uint8 0/255 mask).
@@ -524,7 +540,7 @@ def paste_back(image: np.ndarray, crop_output: np.ndarray, crop_mask: np.ndarray
     factor = max(1, int(crop_scale(matrix)))
     region_to_reduced = np.diag([1 / factor, 1 / factor, 1]) @ np.vstack([region_to_crop, [0, 0, 1]])
     edited = np.asarray(_warp(Image.fromarray(crop_output).reduce(factor), region_to_reduced[:2], roi))
-    inside = np.asarray(_warp(Image.fromarray(mask), region_to_crop, roi)) >= 0.5
+    inside = _map_in_footprint(mask, region_to_crop, roi)
     if within is not None:
         inside &= within[y0:y1, x0:x1]
     out = image.copy()

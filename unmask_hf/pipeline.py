@@ -23,7 +23,7 @@ from PIL import Image
 
 from .blend import blend_patch, dilate
 from .faces import (TEMPLATE_LANDMARKS, DetectedFace, FaceDetector, align_face, below_matrix, below_zoom, crop_scale,
-                    marked_face, paste_back, reaches_below, warp_face)
+                    map_to_photo, marked_face, paste_back, reaches_below, warp_face)
 from .model_card import render_model_card
 from .io import ImageInput, images_to_tensor, load_image, load_mask, tensor_to_arrays
 from .models import EditGenerator, MapGenerator, RefineGenerator
@@ -55,7 +55,8 @@ REQUIRED_FILES = [PIPELINE_CONFIG] + [f"{name}/{file}" for name in SUBFOLDERS fo
 
 @dataclass
 class FaceResult:
-    """One processed face: where it was, and the aligned crops the models saw and made."""
+    """One processed face: where it was, and the aligned crops the models saw and made (`aligned_map`: the mask the
+    map module found, or the drawn one, on the crop)."""
 
     box: tuple[float, float, float, float]
     landmarks: np.ndarray | None
@@ -66,16 +67,21 @@ class FaceResult:
 
 @dataclass
 class UnmaskResult:
-    """The unmasked photo (same size as the input), the removed region (255 = mask), its overlay, per-face details."""
+    """The unmasked photo (same size as the input); the face masks found (255 = mask: the map module's maps at the
+    photo's size, or the drawn mask) and their overlay; what the fill replaced (`changed`: those maps grown a few
+    pixels so the paste covers the mask's rim; every pixel outside it is the input's); per-face details."""
 
     image: Image.Image
     mask: Image.Image
     overlay: Image.Image
     faces: list[FaceResult]
+    changed: Image.Image
     notes: list[str] = field(default_factory=list)
 
 
-_Output = tuple[np.ndarray, np.ndarray, np.ndarray]  # per crop: map S×S bool, generated S×S×3, composited S×S×3
+# per crop: the mask found (the map module's map or the drawn mask) S×S bool, the region the editor filled (that map
+# grown by map_growth) S×S bool, generated S×S×3, composited S×S×3
+_Output = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -259,23 +265,26 @@ class UnmaskPipeline:
 
     @torch.inference_mode()
     def _run(self, crops: list[_Crop]) -> list[_Output]:
-        """Run the models over crops in batches → per crop (map S×S bool, generated S×S×3, composited S×S×3)."""
+        """Run the models over crops in batches → per crop (map, region filled, generated, composited: _Output)."""
         results = []
         for start in range(0, len(crops), self.batch_size):
             chunk = crops[start:start + self.batch_size]
             x = images_to_tensor([c.crop for c in chunk]).to(self.device)
             if all(c.user_mask is not None for c in chunk):  # every region drawn: no map module needed
-                regions, inputs = torch.zeros_like(x[:, :1]), x
+                maps = regions = torch.zeros_like(x[:, :1])
+                inputs = x
             else:
-                regions, inputs = self.fill_inputs(x, self.predict_maps(x))
+                maps = self.predict_maps(x)
+                regions, inputs = self.fill_inputs(x, maps)
             for i, c in enumerate(chunk):
                 if c.user_mask is not None:  # a drawn mask is the exact region, on the crop as it is
-                    regions[i, 0], inputs[i] = torch.from_numpy(c.user_mask).to(x), x[i]
+                    maps[i, 0] = regions[i, 0] = torch.from_numpy(c.user_mask).to(x)
+                    inputs[i] = x[i]
             generated = self.edit_generator.generate(inputs, regions)
             gen = tensor_to_arrays(generated)
             for i, c in enumerate(chunk):
-                region = regions[i, 0].cpu().numpy() > 0.5
-                results.append((region, gen[i], np.where(region[..., None], gen[i], c.crop)))
+                found, region = maps[i, 0].cpu().numpy() > 0.5, regions[i, 0].cpu().numpy() > 0.5
+                results.append((found, region, gen[i], np.where(region[..., None], gen[i], c.crop)))
         return results
 
     # ---------------------------------------------------------------- photos in, photos out
@@ -314,7 +323,7 @@ class UnmaskPipeline:
             crops += _drop_covered_faces(found, notes[i])
         outputs = self._run(crops)
         # A mask hanging below a face's crop: the same face once more on a crop that reaches lower (faces.below_matrix).
-        belows = [self._below_crop(c, region, photos[c.photo_index]) for c, (region, _, _) in zip(crops, outputs)]
+        belows = [self._below_crop(c, region, photos[c.photo_index]) for c, (_, region, _, _) in zip(crops, outputs)]
         below_outputs = iter(self._run([b[0] for b in belows if b is not None]))
         belows = [None if b is None else (*b, next(below_outputs)) for b in belows]
         results = []
@@ -371,13 +380,16 @@ class UnmaskPipeline:
                   notes: list[str]) -> UnmaskResult:
         original = np.asarray(photo)
         out = original.copy()
-        full_mask = np.zeros(out.shape[:2], dtype=bool)
+        h, w = out.shape[:2]
+        found_mask = np.zeros((h, w), dtype=bool)  # the face masks found: the map module's maps at the photo's size
+        changed = np.zeros((h, w), dtype=bool)  # what the fill replaced: those maps grown for the paste
         faces = []
-        for crop, (region, generated, composited), below in pieces:
+        for crop, (found, region, generated, composited), below in pieces:
             if below is not None:  # first the fill below the crop, so the face's own fill is feathered onto it
-                below_crop, part, (_, below_generated, _) = below
+                below_crop, part, (_, _, below_generated, _) = below
                 out, pasted = paste_back(out, below_generated, dilate(part, MAP_DILATION), below_crop.matrix)
-                full_mask |= pasted > 0
+                changed |= pasted > 0
+                found_mask |= map_to_photo(part, below_crop.matrix, w, h)
             # Grow the map a little so the paste covers the mask's rim instead of letting fabric show through;
             # a user's mask is the exact limit (the crop-space copy only says which face covers which part).
             paste = dilate(region, MAP_DILATION)
@@ -386,21 +398,23 @@ class UnmaskPipeline:
                 patch, paste = self.refine(crop.big, generated, paste)
             if crop.matrix is None:
                 out, region_full = self._paste_aligned(out, paste, patch, user_mask)
+                found_mask |= _resize_map(found, w, h)
             else:
                 detail_scale = len(patch) / len(region)  # patch pixels per pixel the editor generated
                 out, pasted = paste_back(out, patch, paste, crop.matrix * detail_scale, user_mask, detail_scale)
                 region_full = pasted > 0
-            full_mask |= region_full
+                found_mask |= map_to_photo(found, crop.matrix, w, h)
+            changed |= region_full
             if user_mask is None and not region.any():
                 notes.append(f"No face mask found on the face at {_box_text(crop.box)}: it was left as it is.")
             faces.append(FaceResult(crop.box, crop.landmarks, Image.fromarray(crop.crop),
-                                    Image.fromarray(region.astype(np.uint8) * 255), Image.fromarray(composited)))
+                                    Image.fromarray(found.astype(np.uint8) * 255), Image.fromarray(composited)))
         if user_mask is not None and pieces:  # the user's mask is the contract: nothing outside it changes
             out = np.where(user_mask[..., None], out, original)
-            full_mask = user_mask
-        result_image = Image.fromarray(out)
-        result_mask = Image.fromarray(full_mask.astype(np.uint8) * 255)
-        return UnmaskResult(result_image, result_mask, overlay_mask(photo, result_mask), faces, notes)
+            found_mask = changed = user_mask
+        mask = Image.fromarray(found_mask.astype(np.uint8) * 255)
+        return UnmaskResult(Image.fromarray(out), mask, overlay_mask(photo, mask), faces,
+                            Image.fromarray(changed.astype(np.uint8) * 255), notes)
 
     def _below_crop(self, crop: _Crop, region: np.ndarray, photo: Image.Image) -> tuple[_Crop, np.ndarray] | None:
         """When `region`, the predicted map on `crop`, runs off the crop's bottom edge inside the photo (and
@@ -429,9 +443,7 @@ class UnmaskPipeline:
         if user_mask is not None:
             full = user_mask
         else:
-            soft = F.interpolate(torch.from_numpy(paste.astype(np.float32))[None, None], size=(h, w),
-                                 mode="bilinear", align_corners=False)
-            full = soft[0, 0].numpy() > 0.5
+            full = _resize_map(paste, w, h)
         big = np.asarray(Image.fromarray(patch).resize((w, h), Image.BICUBIC))
         upscale = max(h, w) / self.image_size  # photo pixels per pixel the editor generated: where grain goes
         return blend_patch(photo, big, full, max(h, w), upscale, exact_edge=user_mask is not None), full
@@ -461,6 +473,13 @@ def _below_part(region: np.ndarray, crop: np.ndarray, below_region: np.ndarray,
     for r in range(first + 1, size):  # straight down only: a mask narrows below the chin, clothing widens
         part[r] = allowed[r] & part[r - 1]
     return part, y < size
+
+
+def _resize_map(crop_map: np.ndarray, width: int, height: int) -> np.ndarray:
+    """An S×S bool map of a whole-photo crop (aligned input) at the photo's size: bilinear, then > 0.5."""
+    soft = F.interpolate(torch.from_numpy(crop_map.astype(np.float32))[None, None], size=(height, width),
+                         mode="bilinear", align_corners=False)
+    return soft[0, 0].numpy() > 0.5
 
 
 def _per_image(value, count: int, name: str) -> list:
