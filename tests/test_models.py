@@ -114,11 +114,17 @@ def test_clean_maps_removes_specks_and_fills_holes():
     maps = torch.zeros(2, 1, 128, 128)
     maps[0, :, 60:110, 30:100] = 1  # the mask
     maps[0, :, 80:84, 60:64] = 0  # a hole inside it
+    maps[0, :, 95:97, 41:53] = 0  # a thin gap inside it, narrower than a pooled pixel (between pleats)
     maps[0, :, 10:12, 10:12] = 1  # a speck in the hair
     cleaned = clean_maps(maps)
-    assert cleaned[0, 0, 82, 62] == 1 and cleaned[0, 0, 11, 11] == 0
+    assert cleaned[0, 0, 82, 62] == 1 and cleaned[0, 0, 96, 45] == 1 and cleaned[0, 0, 11, 11] == 0
     assert cleaned[0, :, 60:110, 30:100].all() and cleaned[0].sum() == 50 * 70
     assert cleaned[1].sum() == 0  # empty stays empty
+    maps[0, :, 60:75, 64:72] = 0  # a notch open to the mask's edge is no hole: it stays
+    maps[0, :, 98:128, 90:94] = 1  # nor is a pocket between the mask and the crop's border
+    cleaned = clean_maps(maps)
+    assert not cleaned[0, 0, 60:75, 64:72].any() and cleaned[0, 0, 96, 45] == 1
+    assert not cleaned[0, 0, 110:128, 94:100].any()
 
 
 def test_clean_maps_treats_each_map_of_a_batch_on_its_own():
