@@ -365,6 +365,19 @@ def test_a_mask_hanging_below_the_face_s_crop_is_filled_below_it(tiny_pipeline, 
     assert np.flatnonzero(single_pass.any(1)).max() < bottom + 5
 
 
+def test_a_mask_running_past_the_lower_crop_too_gets_no_fill_below(tiny_pipeline, astronaut_rgb, monkeypatch):
+    # Navy from the nose to the photo's bottom edge: a scarf, or a mask the photo cuts off. Nothing to fill towards.
+    photo = astronaut_rgb.copy()
+    photo[140:, 180:275] = NAVY
+    monkeypatch.setattr(tiny_pipeline, "predict_maps", colour_maps(NAVY))
+    result = tiny_pipeline(photo)
+    bottom = crop_bottom_in_photo(result, photo, tiny_pipeline.image_size)
+    changed = np.asarray(result.changed) > 0
+    assert changed.any() and np.flatnonzero(changed.any(1)).max() < bottom + 5  # the fill stops at the crop
+    tiny_pipeline.fill_below = False
+    assert np.array_equal(np.asarray(tiny_pipeline(photo).image), np.asarray(result.image))
+
+
 def test_a_drawn_mask_gets_no_second_crop_below_the_face(tiny_pipeline, astronaut_rgb, monkeypatch):
     import unmask_hf.pipeline
 

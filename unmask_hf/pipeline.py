@@ -22,8 +22,8 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, Repo
 from PIL import Image
 
 from .blend import blend_patch, dilate
-from .faces import (TEMPLATE_LANDMARKS, DetectedFace, FaceDetector, align_face, below_matrix, below_zoom, crop_scale,
-                    map_to_photo, marked_face, paste_back, reaches_below, warp_face)
+from .faces import (BOTTOM_TOUCH, TEMPLATE_LANDMARKS, DetectedFace, FaceDetector, align_face, below_matrix, below_zoom,
+                    crop_scale, map_to_photo, marked_face, paste_back, reaches_below, warp_face)
 from .model_card import render_model_card
 from .io import ImageInput, images_to_tensor, load_image, load_mask, tensor_to_arrays
 from .models import EditGenerator, MapGenerator, RefineGenerator
@@ -429,7 +429,10 @@ class UnmaskPipeline:
         lower = warp_face(np.asarray(photo), matrix, self.image_size).crop
         lower_map = self.predict_maps(images_to_tensor([lower]).to(self.device))[0, 0].cpu().numpy() > 0.5
         part, above_edge = _below_part(region, crop.crop, lower_map, lower)
-        if not part.any():
+        # Empty, or still running off this crop's bottom: what hangs that low is a scarf, a hand or a mask cut by the
+        # photo's edge, with no chin or neck below it to fill towards (the dev photos: a skin patch on a bandana, a
+        # pale band, a filled hand).
+        if not part.any() or part[-1].sum() >= BOTTOM_TOUCH * self.image_size:
             return None
         hole = (lower_map & above_edge[:, None]) | part
         return _Crop(crop.photo_index, lower, matrix, crop.box, crop.landmarks, hole), part
