@@ -1,4 +1,4 @@
-"""The Gradio app: unmask a photo in the browser, see what the model removed, correct the mask and re-run.
+"""The Gradio app: unmask a photo in the browser, see the face mask the model found, correct it and re-run.
 
     python app.py                              # the weights embedded in the package, http://127.0.0.1:7860
     UNMASK_MODEL=org/name python app.py        # or --model org/name (or a local folder): other weights
@@ -269,7 +269,7 @@ def build_demo(default_model: str = "", revision: str | None = None, lock_model:
                 download = gr.DownloadButton("Download PNG", interactive=False, elem_id="download")
         with gr.Row():
             with gr.Column():
-                overlay = gr.Image(label="What the model removed (tinted)", interactive=False, height=440,
+                overlay = gr.Image(label="The face mask the model found (tinted)", interactive=False, height=440,
                                    elem_id="overlay")
                 opacity = gr.Slider(0.0, 1.0, value=OPACITY, step=0.05, label="Overlay opacity")
             before_after = gr.ImageSlider(label=f"Before / after ({PREDICTION_LABEL})", height=440,
