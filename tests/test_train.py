@@ -330,6 +330,25 @@ def test_alignment_jitter_moves_photo_and_map_together():
     assert np.array_equal(still, image) and np.array_equal(still_mask, mask)
 
 
+def test_a_close_up_window_keeps_its_pixels_and_mirrors_the_rest():
+    from unmask_hf.training.data import tight_photo
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    mask = rng.random((64, 64)) > 0.5
+    for seed in range(8):
+        (cut,), cut_mask = tight_photo([image], mask, np.random.default_rng(seed))
+        assert cut.shape == image.shape and cut_mask.shape == mask.shape and cut_mask.dtype == bool
+        kept = (cut == image).all(2) & (cut_mask == mask)  # the window: the photo itself, photo and map alike
+        ys, xs = np.nonzero(kept)
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        assert 0.4 * 64 <= y1 - y0 and 0.4 * 64 <= x1 - x0 and kept[y0:y1, x0:x1].all()
+        assert (y1 - y0) * (x1 - x0) < 64 * 64  # and something outside it is the mirror, not the photo
+        if x1 < 64:  # the column past the window's right edge mirrors the one before its last
+            assert np.array_equal(cut[y0:y1, x1], image[y0:y1, x1 - 2])
+            assert np.array_equal(cut_mask[y0:y1, x1], mask[y0:y1, x1 - 2])
+
+
 def test_alignment_jitter_in_training_samples(faces):
     from unmask_hf.training.data import PairedFaces
 

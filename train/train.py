@@ -249,7 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     # ---- data: one endless, resumable stream of samples, dealt out to the processes
     train_set = PairedFaces(train_source, cfg.image_size, cfg.seed, augment=True, hflip=cfg.hflip,
                             color_jitter=cfg.color_jitter, no_mask_fraction=cfg.no_mask_fraction,
-                            synth_options=cfg.synth_options, align_jitter=cfg.align_jitter)
+                            synth_options=cfg.synth_options, align_jitter=cfg.align_jitter,
+                            tight_fraction=cfg.tight_fraction)
     rank, world = accelerator.process_index, accelerator.num_processes
     if args.streaming:
         train_set, sampler = StreamedFaces(train_source, train_set, batch_size, state.samples, rank, world), None

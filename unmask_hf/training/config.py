@@ -86,6 +86,7 @@ class TrainConfig:
     hflip: bool = True
     color_jitter: float = 0.1  # max relative change of brightness, contrast and saturation
     align_jitter: float = 0.0  # > 0: move each crop as a real detection's alignment error would (data.jitter_alignment)
+    tight_fraction: float = 0.0  # share of crops cut to a close-up photo's window, the rest mirrored (data.tight_photo)
     no_mask_fraction: float = 0.0  # share of training samples shown without a mask (empty map): "no mask" is an answer too
     # Masks rendered on the fly (face folders; a built dataset is fixed): the appearance families to train on
     # (None: synth.MASK_STYLES, what the embedded weights saw; synth.WORLD_STYLES has them all), families held out
@@ -118,7 +119,8 @@ class TrainConfig:
             raise ValueError(f"align_jitter must be >= 0, got {self.align_jitter}")
         if self.rim_fraction > 0 and not self.loss_on_paste:
             raise ValueError("rim_fraction needs loss_on_paste: true (the painted rim must lie inside the pasted region)")
-        for name in ("hard_negative_fraction", "degrade_fraction", "occluder_fraction", "rim_fraction", "map_rim_fraction"):
+        for name in ("hard_negative_fraction", "degrade_fraction", "occluder_fraction", "rim_fraction", "map_rim_fraction",
+                     "tight_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("mask_styles", "held_out_styles"):

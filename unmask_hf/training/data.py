@@ -60,18 +60,34 @@ def jitter_alignment(images: list[np.ndarray], mask: np.ndarray, rng: np.random.
     return [warp(x) for x in images], warp(mask.astype(np.uint8) * 255) >= 128
 
 
+def tight_photo(images: list[np.ndarray], mask: np.ndarray, rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
+    """Several images and their map cut to a window of 45-90 % of each side about the face's middle, the rest of
+    the crop mirrored back in: the aligned crop of a close-up (a face filling the photo, forehead or chin cut off)
+    continues past the photo's edges that way (faces.warp_face). Half the faces of the real dev photos have more
+    than half their crop mirrored so; the editor filled such crops 1.4 dB worse than whole ones."""
+    h, w = mask.shape
+    sides = rng.uniform(0.45, 0.9, 2) * [w, h]
+    centre = np.array([0.5, 0.55]) * [w, h] + rng.normal(0, 0.06, 2) * [w, h]
+    x0, y0 = np.clip(np.round(centre - sides / 2).astype(int), 0, [w - 2, h - 2])
+    x1, y1 = np.clip(np.round(centre + sides / 2).astype(int), [x0 + 2, y0 + 2], [w, h])
+    pads = ((y0, h - y1), (x0, w - x1))
+    mirror = lambda x: np.pad(x[y0:y1, x0:x1], pads + ((0, 0),) * (x.ndim - 2), mode="reflect")
+    return [mirror(x) for x in images], mirror(mask)
+
+
 class PairedFaces(Dataset):
     """Samples for training and validation, indexed by a global sample index (epoch × len + item).
 
     `source` is either a `datasets.Dataset` with `image`, `masked`, `mask` columns (a built dataset), or a
     list of plain face image paths whose masks are rendered on the fly with `synth.make_sample`
     (`synth_options`: its keyword arguments, e.g. the styles to render; default its defaults).
-    With `augment`: horizontal flips, colour jitter and alignment jitter (`jitter_alignment`, when > 0).
+    With `augment`: horizontal flips, colour jitter, alignment jitter (`jitter_alignment`, when > 0) and close-up
+    windows (`tight_photo`, on a `tight_fraction` of samples).
     """
 
     def __init__(self, source, image_size: int, seed: int = 0, augment: bool = False,
                  hflip: bool = True, color_jitter: float = 0.0, no_mask_fraction: float = 0.0,
-                 synth_options: dict | None = None, align_jitter: float = 0.0):
+                 synth_options: dict | None = None, align_jitter: float = 0.0, tight_fraction: float = 0.0):
         self.source = source
         self.render = isinstance(source, Sequence) and (len(source) == 0 or isinstance(source[0], (str, Path)))
         self.image_size = image_size
@@ -82,6 +98,7 @@ class PairedFaces(Dataset):
         self.no_mask_fraction = no_mask_fraction
         self.synth_options = synth_options or {}
         self.align_jitter = align_jitter
+        self.tight_fraction = tight_fraction
 
     def __len__(self) -> int:
         return len(self.source)
@@ -117,6 +134,8 @@ class PairedFaces(Dataset):
             image, masked, mask = image[:, ::-1], masked[:, ::-1], mask[:, ::-1]
         if self.augment and self.align_jitter > 0:
             (image, masked), mask = jitter_alignment([image, masked], mask, rng, self.align_jitter)
+        if self.augment and self.tight_fraction > 0 and rng.random() < self.tight_fraction:  # no draw when off
+            (image, masked), mask = tight_photo([image, masked], mask, rng)
         if self.augment and (self.color_jitter > 0 or self.align_jitter > 0):
             if self.color_jitter > 0:
                 image, masked = jitter_colors([image, masked], rng, self.color_jitter)
