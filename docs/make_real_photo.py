@@ -19,7 +19,7 @@ def main() -> None:
     photo = Image.fromarray(astronaut())
     result = UnmaskPipeline.from_pretrained()(photo)
     image_grid([[photo, result.overlay, result.image]], cell=320,
-               labels=["real photo (no mask)", "what the model removed", "prediction"]).save(
+               labels=["real photo (no mask)", "the face mask found", "prediction"]).save(
         ROOT / "docs" / "images" / "real_photo.png")
 
 
