@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .edit_generator import grow_map
 from .hub import HubModule
 from .mobilefacenet import FaceFeatureTrunk, load_mobilefacenet
 from .unet import UNet, UNetConfig
@@ -79,14 +80,6 @@ def with_face_features(map_generator: MapGenerator, weights_path: str | Path) ->
     return extended
 
 
-def _max3x3(values: torch.Tensor) -> torch.Tensor:
-    """The maximum over each pixel's 3×3 neighbourhood of non-negative N×1×H×W values (zeros past the edge): as
-    F.max_pool2d(values, 3, 1, 1), from shifted slices: 7× faster on a CPU at 128 px (slower on small maps)."""
-    padded = F.pad(values, (1, 1, 1, 1))
-    rows = torch.maximum(torch.maximum(padded[..., :-2, :], padded[..., 1:-1, :]), padded[..., 2:, :])
-    return torch.maximum(torch.maximum(rows[..., :-2], rows[..., 1:-1]), rows[..., 2:])
-
-
 def _propagate(values: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     """Spread the maximum of `values` through 8-connected `allowed` pixels until nothing changes."""
     while True:
@@ -139,6 +132,6 @@ def clean_maps(maps: torch.Tensor, min_fraction: float = 0.1, work_size: int = 3
         border[..., 0, :] = border[..., -1, :] = border[..., :, 0] = border[..., :, -1] = True
         reached = (up(outside) | (border & ~solid)).float()
         for _ in range(factor + 1):
-            reached = torch.where(solid, reached, _max3x3(reached))
+            reached = torch.where(solid, reached, grow_map(reached, 1))
         solid = reached == 0
     return solid.to(maps.dtype)
