@@ -9,7 +9,8 @@
 
 It also prints the map's IoU on masks of every appearance family (synth.WORLD_STYLES) rendered on the first
 `--families` faces of the CelebA identity-disjoint validation split, plain, with a mask-coloured collar under
-the chin and with a hand, glasses, a cap or hair in front of the mask (spill onto hard negatives), marking the
+the chin, with a hand, glasses, a cap or hair in front of the mask (spill onto hard negatives) and worn high
+(up the nose bridge: synth.HIGH_RAISE), marking the
 families the weights' map module was never trained on (those not in pipeline.json's `map_training_styles`; weights
 without it saw synth.MASK_STYLES): how the map does on masks it has never seen, next to how it does on real photos.
 
@@ -77,14 +78,15 @@ def family_table(pipe: UnmaskPipeline, count: int) -> None:
     faces = FaceFolder(CELEBA / "train", CELEBA / "identities.csv")
     files = [faces.files[i] for i in faces.split()["validation"][:count]]
     trained = set(pipe.info.get("map_training_styles", MASK_STYLES))
-    plain, collar, occluder = (map_iou_by_style(pipe, files, WORLD_STYLES, **negative)
-                               for negative in ({}, {"collar": True}, {"occluder": True}))
+    plain, collar, occluder, high = (map_iou_by_style(pipe, files, WORLD_STYLES, **variant)
+                                     for variant in ({}, {"collar": True}, {"occluder": True}, {"high": True}))
     print(f"map IoU by appearance family: {len(files)} CelebA validation faces each, masks rendered by unmask_hf.synth\n")
-    print("| family | in the map's training | IoU | IoU, with a collar under the chin | IoU, a hand, glasses, cap or hair in front |")
-    print("|---|---|---|---|---|")
+    print("| family | in the map's training | IoU | IoU, with a collar under the chin | IoU, a hand, glasses, cap or hair in "
+          "front | IoU, worn high (up the nose bridge) |")
+    print("|---|---|---|---|---|---|")
     for style in WORLD_STYLES:
         print(f"| {style} | {'yes' if style in trained else '**no**'} | {plain[style]:.3f} | {collar[style]:.3f} "
-              f"| {occluder[style]:.3f} |")
+              f"| {occluder[style]:.3f} | {high[style]:.3f} |")
     print()
 
 

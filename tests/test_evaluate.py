@@ -203,3 +203,5 @@ def test_map_iou_by_style(setup, monkeypatch):
     occluded = map_iou_by_style(pipe, files, styles, occluder=True)  # what a hand or hair hides leaves the map
     assert all(occluded[style] <= everything[style] for style in styles)
     assert any(occluded[style] < everything[style] for style in styles)
+    high = map_iou_by_style(pipe, files, styles, high=True)  # masks worn high cover more of the crop
+    assert all(high[style] > everything[style] for style in styles)

@@ -163,6 +163,23 @@ def test_sample_occluders_are_opt_in():
         TrainConfig(occluder_fraction=-0.1)
 
 
+def test_masks_worn_high_reach_further_up_the_nose():
+    image = face(96)
+    assert make_sample(image, 3, 96, high_probability=0.0)["masked"].tobytes() == make_sample(image, 3, 96)["masked"].tobytes()
+    raised = 0
+    for seed in range(12):
+        _, _, plain = pair(make_sample(image, seed, 96, styles=WORLD_STYLES))
+        truth, masked, high = pair(make_sample(image, seed, 96, styles=WORLD_STYLES, high_probability=1.0))
+        np.testing.assert_array_equal((masked != truth).any(2), high == 255)  # still exactly the changed pixels
+        top = lambda mask: np.nonzero((mask[:, 40:56] == 255).any(1))[0].min()  # the top edge over the nose
+        assert top(high) <= top(plain)  # a mask worn below the nose stays there; the others go up
+        raised += top(high) < top(plain)
+    assert raised >= 10
+    assert TrainConfig(high_fraction=0.35).synth_options["high_probability"] == 0.35
+    with pytest.raises(ValueError, match="high_fraction"):
+        TrainConfig(high_fraction=2.0)
+
+
 def test_config_selects_and_holds_out_styles():
     assert TrainConfig().synth_options["styles"] == MASK_STYLES
     config = TrainConfig(mask_styles=list(WORLD_STYLES), held_out_styles=["printed"])

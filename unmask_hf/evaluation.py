@@ -319,15 +319,17 @@ def write_report(summary: dict, grid: Image.Image, out: str | Path, command: str
 
 @torch.inference_mode()
 def map_iou_by_style(pipe: UnmaskPipeline, files: list[Path], styles: tuple[str, ...], seed: int = 0,
-                     batch_size: int = 32, collar: bool = False, occluder: bool = False) -> dict[str, float]:
+                     batch_size: int = 32, collar: bool = False, occluder: bool = False,
+                     high: bool = False) -> dict[str, float]:
     """Mean map IoU per mask style: every face of `files` wearing a mask of that style (rendered with `seed`),
     mapped by `pipe.predict_maps` as in `evaluate`. Hard negatives the map must leave out: `collar`, a collar in
     mask-like colours under the chin (synth.add_collar); `occluder`, a hand, glasses, a cap or hair in front of the
-    mask (synth.add_occluder)."""
+    mask (synth.add_occluder). `high`: every mask worn high, up the nose bridge (make_sample's high_probability)."""
     result = {}
     for style in styles:
         samples = PairedFaces(files, pipe.image_size, seed=seed, synth_options={
-            "styles": (style,), "hard_negative_probability": float(collar), "occluder_probability": float(occluder)})
+            "styles": (style,), "hard_negative_probability": float(collar), "occluder_probability": float(occluder),
+            "high_probability": float(high)})
         ious = []
         for start in range(0, len(samples), batch_size):
             batch = default_collate([samples[i] for i in range(start, min(start + batch_size, len(samples)))])

@@ -23,6 +23,7 @@ EXTRA_STYLES: tuple[str, ...] = ("printed", "knit", "respirator", "bandana")
 WORLD_STYLES: tuple[str, ...] = MASK_STYLES + EXTRA_STYLES
 SUPERSAMPLE = 4  # outlines are drawn at 4× and box-filtered: soft, anti-aliased edges
 LOW_PROBABILITY = 0.12  # how often a mask is worn below the nose
+HIGH_RAISE = (0.04, 0.18)  # how far a mask worn high sits above the usual (make_sample's high_probability)
 
 
 def _mask_frame_landmarks() -> np.ndarray:
@@ -613,10 +614,13 @@ def _draw_layer(shapes, box, size) -> np.ndarray:
 
 
 def render_mask(face: np.ndarray, rng: int | np.random.Generator, style: str | None = None,
-                landmarks: np.ndarray | None = None, styles: Sequence[str] = MASK_STYLES) -> RenderedMask:
+                landmarks: np.ndarray | None = None, styles: Sequence[str] = MASK_STYLES,
+                raise_by: float = 0.0) -> RenderedMask:
     """Draw a random mask of `style` (or one of `styles`) on `face` (H×W×3 uint8), placed from its landmarks.
 
     `landmarks`: the 5 points in pixels (eyes, nose tip, mouth corners), default the aligned-crop template.
+    `raise_by` (mask units, unless the mask is worn below the nose): its top edge that much higher, up the nose
+    bridge and over the cheekbones, as masks pulled up high are worn.
     The same `rng` seed gives the same bytes. The returned map is exactly the pixels that changed.
     """
     face = np.asarray(face)
@@ -630,7 +634,7 @@ def render_mask(face: np.ndarray, rng: int | np.random.Generator, style: str | N
         raise ValueError(f"Unknown mask style {style!r}; choose from {WORLD_STYLES}")
     landmarks = _landmarks_or_template(landmarks, w, h)
 
-    low = rng.uniform(0.36, 0.48) if rng.random() < LOW_PROBABILITY else 0.0
+    low = rng.uniform(0.36, 0.48) if rng.random() < LOW_PROBABILITY else -raise_by
     design = _STYLES[style](rng, low)
     to_pixels = _placement(landmarks, rng)
     project = lambda pts: pts @ to_pixels[:2, :2].T + to_pixels[:2, 2]
@@ -885,7 +889,8 @@ def _jpeg(image: np.ndarray, quality: int) -> Image.Image:
 
 def make_sample(face: np.ndarray | Image.Image, seed: int, size: int, style: str | None = None,
                 styles: Sequence[str] = MASK_STYLES, hard_negative_probability: float = 0.0,
-                degrade_probability: float = 0.0, occluder_probability: float = 0.0) -> dict:
+                degrade_probability: float = 0.0, occluder_probability: float = 0.0,
+                high_probability: float = 0.0) -> dict:
     """One training example: the face centre-cropped square, resized to size×size, wearing a seeded random mask.
 
     Returns {"image": ground truth, "masked": face with mask, "mask": 'L' map 0/255, "mask_style": str}.
@@ -894,6 +899,8 @@ def make_sample(face: np.ndarray | Image.Image, seed: int, size: int, style: str
     `hard_negative_probability`: a collar in mask-like colours under the chin, part of the photo, not the map;
     `occluder_probability`: a hand, glasses, a cap or hair in front of the mask (`add_occluder`), part of the photo,
     not the map;
+    `high_probability`: the mask worn high, its top edge raised by up to `HIGH_RAISE` (on real photos masks often
+    reach higher up the nose than the renderer's usual placement);
     `degrade_probability`: `degrade` applied to the photo and the masked face alike, then the masked face takes
     the degraded photo's pixels outside the map, so the pair stays identical outside the (unchanged) map.
     """
@@ -909,7 +916,10 @@ def make_sample(face: np.ndarray | Image.Image, seed: int, size: int, style: str
     photo = np.asarray(image)
     if options.random() < hard_negative_probability:
         photo = add_collar(photo, options)
-    rendered = render_mask(photo, seed, style, styles=styles)
+    raise_by = 0.0
+    if high_probability > 0 and options.random() < high_probability:  # no draw when off: streams unchanged
+        raise_by = options.uniform(*HIGH_RAISE)
+    rendered = render_mask(photo, seed, style, styles=styles, raise_by=raise_by)
     masked, mask = rendered.masked, rendered.mask
     if occluder_probability > 0 and options.random() < occluder_probability:  # no draw when off: streams unchanged
         photo, masked, mask = add_occluder(photo, masked, mask, options)

@@ -97,6 +97,7 @@ class TrainConfig:
     hard_negative_fraction: float = 0.0
     degrade_fraction: float = 0.0
     occluder_fraction: float = 0.0  # a hand, glasses, a cap or hair in front of the mask (synth.add_occluder)
+    high_fraction: float = 0.0  # masks worn high, up the nose bridge (synth.make_sample's high_probability)
 
     log_every: int = 50
     sample_every: int = 500
@@ -120,7 +121,7 @@ class TrainConfig:
         if self.rim_fraction > 0 and not self.loss_on_paste:
             raise ValueError("rim_fraction needs loss_on_paste: true (the painted rim must lie inside the pasted region)")
         for name in ("hard_negative_fraction", "degrade_fraction", "occluder_fraction", "rim_fraction", "map_rim_fraction",
-                     "tight_fraction"):
+                     "tight_fraction", "high_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("mask_styles", "held_out_styles"):
@@ -158,7 +159,8 @@ class TrainConfig:
     def synth_options(self) -> dict:
         """Keyword arguments for `synth.make_sample` when training samples are rendered on the fly."""
         return {"styles": self.train_styles, "hard_negative_probability": self.hard_negative_fraction,
-                "degrade_probability": self.degrade_fraction, "occluder_probability": self.occluder_fraction}
+                "degrade_probability": self.degrade_fraction, "occluder_probability": self.occluder_fraction,
+                "high_probability": self.high_fraction}
 
     @property
     def edit_loss_weights(self) -> EditLossWeights:
