@@ -6,6 +6,7 @@
     python benchmarks/real_photos.py --sheet eval/real/below.png --compare-no-fill-below  # fill_below off beside
     python benchmarks/real_photos.py --faces-sheet eval/real/faces.png          # every face found, to count false ones
     python benchmarks/real_photos.py --families 0                                # faces found only
+    python benchmarks/real_photos.py --families 0 --masks --model A --compare B  # masks found, two weights
 
 It also prints the map's IoU on masks of every appearance family (synth.WORLD_STYLES) rendered on the first
 `--families` faces of the CelebA identity-disjoint validation split, plain, with a mask-coloured collar under
@@ -13,6 +14,10 @@ the chin, with a hand, glasses, a cap or hair in front of the mask (spill onto h
 (up the nose bridge: synth.HIGH_RAISE), marking the
 families the weights' map module was never trained on (those not in pipeline.json's `map_training_styles`; weights
 without it saw synth.MASK_STYLES): how the map does on masks it has never seen, next to how it does on real photos.
+
+`--masks` runs the whole pipeline on every photo and counts the faces on which the map found no mask at all
+("No face mask found"), with the median share of the aligned crop the map marks: on real photos a map module
+can lose recall while its IoU on rendered validation masks rises, and a user then gets nothing back.
 
 Every photo there shows at least one masked face, so "faces found" is the share of photos with at least one face
 (the plain MTCNN pass, and after the detector's retries: faces.RETRIES, run when one pass finds no face it is sure
@@ -29,6 +34,7 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from unmask_hf import UnmaskPipeline
 from unmask_hf.evaluation import map_iou_by_style, real_contact_sheet
@@ -90,6 +96,19 @@ def family_table(pipe: UnmaskPipeline, count: int) -> None:
     print()
 
 
+def mask_counts(pipe: UnmaskPipeline, photos: list[Path]) -> tuple[int, list[str], list[float]]:
+    """Run `pipe(photo)` on every photo: (faces processed, the photos with a face on which no mask was found, the
+    share of each face's aligned crop its map marks)."""
+    faces, missed, shares = 0, [], []
+    for photo in tqdm(photos, desc="masks found", unit="photo"):
+        result = pipe(load_image(photo))
+        faces += len(result.faces)
+        misses = sum(note.startswith("No face mask found") for note in result.notes)
+        missed += [photo.stem] * misses
+        shares += [float(np.mean(np.asarray(face.aligned_map) > 0)) for face in result.faces]
+    return faces, missed, shares
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", nargs="?", default=str(DEV), help=f"photos (default: {DEV})")
@@ -98,15 +117,17 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="for --sheet and --families: Hub id or folder (default: the "
                         "embedded weights)")
     parser.add_argument("--sheet", help="write a photo | what was removed | result contact sheet of the photos here")
-    parser.add_argument("--compare", help="with --sheet: other weights (Hub id or folder), their map and result "
+    parser.add_argument("--compare", help="with --sheet or --masks: other weights (Hub id or folder), their map and result "
                         "beside --model's on each row")
     parser.add_argument("--compare-no-fill-below", action="store_true",
                         help="with --sheet: the same weights with UnmaskPipeline.fill_below off beside them")
     parser.add_argument("--faces-sheet", help="write every face found (aligned crops, numbered by photo) here")
     parser.add_argument("--families", type=int, default=200, help="validation faces per appearance family (0: skip)")
+    parser.add_argument("--masks", action="store_true", help="run the pipeline on every photo: faces with no mask "
+                        "found, share of the crop mapped (also for --compare's weights)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    pipe = UnmaskPipeline.from_pretrained(args.model) if args.families or args.sheet else None
+    pipe = UnmaskPipeline.from_pretrained(args.model) if args.families or args.sheet or args.masks else None
     if args.families:
         family_table(pipe, args.families)
 
@@ -149,6 +170,18 @@ def main() -> None:
     free = {name: len(detector(photo)) for name, photo in face_free_photos().items()}
     print(f"face-free scikit-image photos with a face found: {sum(n > 0 for n in free.values())} / {len(free)} "
           f"({', '.join(name for name, n in free.items() if n) or 'none'})")
+
+    if args.masks:
+        print("\n| weights | faces | faces with no mask found | median share of the crop mapped | 10th percentile |")
+        print("|---|---|---|---|---|")
+        misses = {}
+        for name in [args.model or "embedded"] + ([args.compare] if args.compare else []):
+            candidate = pipe if name == (args.model or "embedded") else UnmaskPipeline.from_pretrained(name)
+            faces, misses[name], shares = mask_counts(candidate, photos)
+            print(f"| {name} | {faces} | {len(misses[name])} (in {len(set(misses[name]))} photos) | "
+                  f"{np.median(shares):.3f} | {np.percentile(shares, 10):.3f} |")
+        for name, missed in misses.items():
+            print(f"no mask found ({name}): " + (", ".join(sorted(set(missed))) or "none"))
 
     if args.faces_sheet:  # numbered by photo; "r": the retries ran. Count the crops that are not faces.
         per_row = 16

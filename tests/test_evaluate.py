@@ -205,3 +205,20 @@ def test_map_iou_by_style(setup, monkeypatch):
     assert any(occluded[style] < everything[style] for style in styles)
     high = map_iou_by_style(pipe, files, styles, high=True)  # masks worn high cover more of the crop
     assert all(high[style] > everything[style] for style in styles)
+
+
+def test_real_photos_benchmark_counts_faces_with_no_mask_found(tmp_path, monkeypatch):
+    import torch
+
+    from .test_designs import load_script
+
+    bench = load_script(ROOT / "benchmarks" / "real_photos.py", "real_photos")
+    Image.fromarray(skdata.astronaut()).save(tmp_path / "astronaut.png")
+    photos = [tmp_path / "astronaut.png"] * 2
+    pipe = make_tiny_pipeline(64)
+    monkeypatch.setattr(pipe, "predict_maps", lambda crops: torch.zeros_like(crops[:, :1]))
+    assert bench.mask_counts(pipe, photos) == (2, ["astronaut", "astronaut"], [0.0, 0.0])
+    square = torch.zeros(1, 1, 64, 64)
+    square[..., 32:48, 16:48] = 1  # an eighth of the crop
+    monkeypatch.setattr(pipe, "predict_maps", lambda crops: square.expand(len(crops), 1, 64, 64))
+    assert bench.mask_counts(pipe, photos) == (2, [], [0.125, 0.125])
