@@ -97,8 +97,8 @@ def family_table(pipe: UnmaskPipeline, count: int) -> None:
 
 
 def mask_counts(pipe: UnmaskPipeline, photos: list[Path]) -> tuple[int, list[str], list[float]]:
-    """Run `pipe(photo)` on every photo: (faces processed, the photos with a face on which no mask was found, the
-    share of each face's aligned crop its map marks)."""
+    """Run `pipe(photo)` on every photo: (faces processed, a photo's name for each face on which no mask was found,
+    the share of each face's aligned crop its map marks)."""
     faces, missed, shares = 0, [], []
     for photo in tqdm(photos, desc="masks found", unit="photo"):
         result = pipe(load_image(photo))
@@ -114,11 +114,11 @@ def main() -> None:
     parser.add_argument("folder", nargs="?", default=str(DEV), help=f"photos (default: {DEV})")
     parser.add_argument("--limit", type=int, default=None, help="only the first N photos (sorted by name)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--model", default=None, help="for --sheet and --families: Hub id or folder (default: the "
-                        "embedded weights)")
+    parser.add_argument("--model", default=None, help="for --sheet, --families and --masks: Hub id or folder "
+                        "(default: the embedded weights)")
     parser.add_argument("--sheet", help="write a photo | what was removed | result contact sheet of the photos here")
-    parser.add_argument("--compare", help="with --sheet or --masks: other weights (Hub id or folder), their map and result "
-                        "beside --model's on each row")
+    parser.add_argument("--compare", help="other weights (Hub id or folder): with --sheet their map and result "
+                        "beside --model's on each row, with --masks a row of the table")
     parser.add_argument("--compare-no-fill-below", action="store_true",
                         help="with --sheet: the same weights with UnmaskPipeline.fill_below off beside them")
     parser.add_argument("--faces-sheet", help="write every face found (aligned crops, numbered by photo) here")
@@ -174,9 +174,11 @@ def main() -> None:
     if args.masks:
         print("\n| weights | faces | faces with no mask found | median share of the crop mapped | 10th percentile |")
         print("|---|---|---|---|---|")
+        runs = [(args.model or "embedded", pipe)]
+        if args.compare:
+            runs.append((args.compare, UnmaskPipeline.from_pretrained(args.compare)))
         misses = {}
-        for name in [args.model or "embedded"] + ([args.compare] if args.compare else []):
-            candidate = pipe if name == (args.model or "embedded") else UnmaskPipeline.from_pretrained(name)
+        for name, candidate in runs:
             faces, misses[name], shares = mask_counts(candidate, photos)
             print(f"| {name} | {faces} | {len(misses[name])} (in {len(set(misses[name]))} photos) | "
                   f"{np.median(shares):.3f} | {np.percentile(shares, 10):.3f} |")

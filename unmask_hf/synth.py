@@ -619,8 +619,8 @@ def render_mask(face: np.ndarray, rng: int | np.random.Generator, style: str | N
     """Draw a random mask of `style` (or one of `styles`) on `face` (H×W×3 uint8), placed from its landmarks.
 
     `landmarks`: the 5 points in pixels (eyes, nose tip, mouth corners), default the aligned-crop template.
-    `raise_by` (mask units, unless the mask is worn below the nose): its top edge that much higher, up the nose
-    bridge and over the cheekbones, as masks pulled up high are worn.
+    `raise_by`: the top edge that much higher, in mask units (up the nose bridge and over the cheekbones, as masks
+    pulled up high are worn); a mask drawn worn below the nose ignores it.
     The same `rng` seed gives the same bytes. The returned map is exactly the pixels that changed.
     """
     face = np.asarray(face)
