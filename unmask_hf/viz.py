@@ -11,14 +11,23 @@ OVERLAY_COLOR = (255, 48, 96)
 def overlay_mask(image: Image.Image, mask: Image.Image, opacity: float = 0.45,
                  color: tuple[int, int, int] = OVERLAY_COLOR, outline: bool = True) -> Image.Image:
     """The input with the mask region tinted by `color` at `opacity` and outlined in the same colour."""
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    out = np.array(image.convert("RGB"))
     region = np.asarray(mask.convert("L")) > 127
+    if not region.any():
+        return Image.fromarray(out)
+    # Only the mask and its outline change: work in their box, which on a large photo is a small part of it.
+    pixels = max(1, round(max(image.size) / 256))  # the edge band: about 1/128 of the long side thick
+    ys, xs = np.nonzero(region)
+    y0, x0 = max(ys.min() - pixels - 1, 0), max(xs.min() - pixels - 1, 0)
+    y1, x1 = ys.max() + pixels + 2, xs.max() + pixels + 2
+    window = region[y0:y1, x0:x1]
+    rgb = out[y0:y1, x0:x1].astype(np.float32)
     tint = np.array(color, dtype=np.float32)
-    rgb[region] = (1 - opacity) * rgb[region] + opacity * tint
-    if outline and region.any():
-        pixels = max(1, round(max(image.size) / 256))  # the edge band: about 1/128 of the long side thick
-        rgb[dilate(region, pixels) & ~erode(region, pixels)] = tint
-    return Image.fromarray(rgb.round().astype(np.uint8))
+    rgb[window] = (1 - opacity) * rgb[window] + opacity * tint
+    if outline:
+        rgb[dilate(window, pixels) & ~erode(window, pixels)] = tint
+    out[y0:y1, x0:x1] = rgb.round().astype(np.uint8)
+    return Image.fromarray(out)
 
 
 def mask_layer(mask: Image.Image, color: tuple[int, int, int] = OVERLAY_COLOR, alpha: int = 160) -> Image.Image:
