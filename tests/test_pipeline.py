@@ -8,7 +8,7 @@ from PIL import Image
 
 from unmask_hf import UnmaskPipeline
 from unmask_hf.faces import BELOW_ANCHOR, BELOW_ZOOM, align_face
-from unmask_hf.pipeline import MAP_DILATION
+from unmask_hf.pipeline import MAP_DILATION, native_bf16_cpu
 from unmask_hf.io import images_to_tensor, load_image
 from unmask_hf.viz import overlay_mask
 
@@ -124,6 +124,35 @@ def test_predict_tensor_api(tiny_pipeline):
     maps, generated = tiny_pipeline.predict(x)
     assert maps.shape == (3, 1, 64, 64) and set(maps.unique().tolist()) <= {0.0, 1.0}
     assert generated.shape == (3, 3, 64, 64)
+
+
+def test_bf16_autocast_by_default_only_on_a_cpu_that_computes_it(monkeypatch):
+    for native in (True, False):
+        monkeypatch.setattr("unmask_hf.pipeline.native_bf16_cpu", lambda: native)
+        assert make_tiny_pipeline().bf16 is native
+    assert UnmaskPipeline.from_pretrained(bf16=False).bf16 is False  # asked for: kept either way
+    assert make_tiny_pipeline().autocast().fast_dtype == torch.bfloat16
+    assert isinstance(native_bf16_cpu(), bool)
+
+
+def test_bf16_autocast_gives_the_fp32_result_to_rounding(tiny_pipeline, astronaut_rgb):
+    x = torch.rand(4, 3, 64, 64) * 2 - 1
+    tiny_pipeline.bf16 = False
+    maps = tiny_pipeline.predict_maps(x)  # one map for both, so the editor's outputs compare pixel for pixel
+    results = {}
+    for bf16 in (False, True):
+        tiny_pipeline.bf16 = bf16
+        with torch.inference_mode(), tiny_pipeline.autocast():
+            probability = tiny_pipeline.map_generator.probability(x).float()
+        regions, generated = tiny_pipeline.predict(x, maps=maps)
+        assert tiny_pipeline.predict_maps(x).dtype == regions.dtype == generated.dtype == torch.float32
+        result = tiny_pipeline(astronaut_rgb, aligned=True)
+        keep = np.asarray(result.changed) == 0
+        assert np.array_equal(np.asarray(result.image)[keep], astronaut_rgb[keep])
+        results[bf16] = probability, generated
+    (probability32, out32), (probability16, out16) = results[False], results[True]
+    assert (probability32 - probability16).abs().max() < 0.05
+    assert (out32 - out16).abs().mean() < 0.01 and (out32 - out16).abs().max() < 0.1  # on the [-1, 1] scale
 
 
 def test_map_growth_grows_the_filled_region_and_round_trips(tmp_path, tiny_pipeline, monkeypatch):

@@ -6,7 +6,8 @@ latency on a 1-megapixel photo (face detection, alignment, both models, paste-ba
 
 Prints a markdown table: median milliseconds per call over repeated runs, faces/s, peak memory. The photo is the
 app's example `examples/astronaut_surgical.jpg` (512×512, public domain, a rendered surgical mask) centred on a
-1000×1000 grey canvas; it runs in fp32, as users get it. A reference timed in the same run, OpenCV Telea
+1000×1000 grey canvas; it runs as users get it (bfloat16 autocast on a CPU that computes bf16 natively, else
+fp32), and in fp32 beside it where that is bf16. A reference timed in the same run, OpenCV Telea
 inpainting of the same photo inside the mask the pipeline found, makes numbers comparable across days (this
 machine's speed varies up to 3×).
 """
@@ -85,31 +86,44 @@ def main() -> None:
     print("| device | input | batch | ms per call | ms per face | faces/s | peak memory |")
     print("|---|---|---|---|---|---|---|")
     notes = []
+    # As users get it first (pipe.bf16: bfloat16 autocast on a CPU that computes it natively), then, where that
+    # is bf16, in full precision beside it. --dtype bf16 / fp16 instead casts the modules (GPUs), autocast off.
+    precisions = [pipe.bf16, False] if pipe.bf16 and args.dtype == "fp32" else [pipe.bf16 and args.dtype == "fp32"]
+
+    def precision(bf16: bool) -> str:
+        return f"bf16 autocast{' (the default here)' if bf16 == default_bf16 else ''}" if bf16 else args.dtype
+
+    default_bf16 = pipe.bf16
     if args.photo_repeats > 0:  # first, while the modules are still fp32 as users get them
         photo = astronaut_photo()
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        result = pipe(photo)
-        seconds = time_call(lambda: pipe(photo), args.photo_repeats, sync)
-        faces = len(result.faces)
-        row(f"{photo.shape[1]}×{photo.shape[0]} photo, end to end, fp32 ({faces} face(s) processed)", 1, max(faces, 1),
-            seconds, args.photo_repeats)
+        for bf16 in precisions:
+            pipe.bf16 = bf16
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            result = pipe(photo)
+            seconds = time_call(lambda: pipe(photo), args.photo_repeats, sync)
+            faces = len(result.faces)
+            row(f"{photo.shape[1]}×{photo.shape[0]} photo, end to end, {precision(bf16)} ({faces} face(s) processed)",
+                1, max(faces, 1), seconds, args.photo_repeats)
         notes += result.notes
         mask = np.asarray(result.changed)  # the hole the fill replaced
         telea = time_call(lambda: cv2.inpaint(photo, mask, 3, cv2.INPAINT_TELEA), args.photo_repeats, lambda: None)
         print(f"| CPU | reference: OpenCV Telea on the same photo and mask | 1 | {telea * 1000:.1f} "
               f"(median of {args.photo_repeats}) | — | — | — |")
     for module in (pipe.map_generator, pipe.edit_generator):
-        module.to(device, dtype=dtype, memory_format=torch.channels_last)
+        module.to(device, dtype=dtype)
     for batch in args.batch_sizes:
-        x = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).to(dtype).contiguous(memory_format=torch.channels_last)
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        seconds = time_call(lambda: pipe.predict(x), args.repeats, sync)
-        row(f"aligned {size}×{size} crops, {args.dtype}", batch, batch, seconds, args.repeats)
-        with torch.inference_mode():  # the map module's own budget (issue: <= 10 ms a face on 2 cores)
-            seconds = time_call(lambda: pipe.map_generator.probability(x), args.repeats, sync)
-        row(f"aligned {size}×{size} crops, map module alone, {args.dtype}", batch, batch, seconds, args.repeats)
+        x = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).to(dtype)
+        for bf16 in precisions:
+            pipe.bf16 = bf16
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            seconds = time_call(lambda: pipe.predict(x), args.repeats, sync)
+            row(f"aligned {size}×{size} crops, {precision(bf16)}", batch, batch, seconds, args.repeats)
+            with torch.inference_mode(), pipe.autocast():  # the map module's budget: <= 10 ms a face on 2 cores
+                seconds = time_call(lambda: pipe.map_generator.probability(x), args.repeats, sync)
+            row(f"aligned {size}×{size} crops, map module alone, {precision(bf16)}", batch, batch, seconds,
+                args.repeats)
     if notes:
         print("\n" + "\n".join(f"note (photo): {note}" for note in notes))
 
