@@ -46,6 +46,7 @@ BELOW_COLOUR = 2.5
 WHOLE_FACE = 0.9
 EYE_HALF_SIDE = 0.05  # of the crop: the square around each eye's landmark that must be covered too
 
+
 def native_bf16_cpu() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX, as PyTorch reports them)."""
     return any(getattr(torch.cpu, check, lambda: False)() for check in ("_is_avx512_bf16_supported",
