@@ -86,24 +86,24 @@ def main() -> None:
     print("| device | input | batch | ms per call | ms per face | faces/s | peak memory |")
     print("|---|---|---|---|---|---|---|")
     notes = []
-    # As users get it first (pipe.bf16: bfloat16 autocast on a CPU that computes it natively), then, where that
-    # is bf16, in full precision beside it. --dtype bf16 / fp16 instead casts the modules (GPUs), autocast off.
-    precisions = [pipe.bf16, False] if pipe.bf16 and args.dtype == "fp32" else [pipe.bf16 and args.dtype == "fp32"]
+    # As users get it (pipe.bf16: bfloat16 autocast on a CPU that computes it natively), and in fp32 beside it there.
+    # --dtype bf16 / fp16 casts the modules for the crop rows instead (GPUs), with autocast off.
+    user_modes = [True, False] if pipe.bf16 else [False]
+    crop_modes = user_modes if args.dtype == "fp32" else [False]
 
-    def precision(bf16: bool) -> str:
-        return f"bf16 autocast{' (the default here)' if bf16 == default_bf16 else ''}" if bf16 else args.dtype
+    def label(bf16: bool) -> str:
+        return "bf16 autocast (the default here)" if bf16 else "fp32"
 
-    default_bf16 = pipe.bf16
     if args.photo_repeats > 0:  # first, while the modules are still fp32 as users get them
         photo = astronaut_photo()
-        for bf16 in precisions:
+        for bf16 in user_modes:
             pipe.bf16 = bf16
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             result = pipe(photo)
             seconds = time_call(lambda: pipe(photo), args.photo_repeats, sync)
             faces = len(result.faces)
-            row(f"{photo.shape[1]}×{photo.shape[0]} photo, end to end, {precision(bf16)} ({faces} face(s) processed)",
+            row(f"{photo.shape[1]}×{photo.shape[0]} photo, end to end, {label(bf16)} ({faces} face(s) processed)",
                 1, max(faces, 1), seconds, args.photo_repeats)
         notes += result.notes
         mask = np.asarray(result.changed)  # the hole the fill replaced
@@ -114,16 +114,16 @@ def main() -> None:
         module.to(device, dtype=dtype)
     for batch in args.batch_sizes:
         x = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).to(dtype)
-        for bf16 in precisions:
+        for bf16 in crop_modes:
             pipe.bf16 = bf16
+            what = label(bf16) if args.dtype == "fp32" else args.dtype
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             seconds = time_call(lambda: pipe.predict(x), args.repeats, sync)
-            row(f"aligned {size}×{size} crops, {precision(bf16)}", batch, batch, seconds, args.repeats)
+            row(f"aligned {size}×{size} crops, {what}", batch, batch, seconds, args.repeats)
             with torch.inference_mode(), pipe.autocast():  # the map module's budget: <= 10 ms a face on 2 cores
                 seconds = time_call(lambda: pipe.map_generator.probability(x), args.repeats, sync)
-            row(f"aligned {size}×{size} crops, map module alone, {precision(bf16)}", batch, batch, seconds,
-                args.repeats)
+            row(f"aligned {size}×{size} crops, map module alone, {what}", batch, batch, seconds, args.repeats)
     if notes:
         print("\n" + "\n".join(f"note (photo): {note}" for note in notes))
 
