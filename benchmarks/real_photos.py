@@ -103,9 +103,9 @@ def mask_counts(pipe: UnmaskPipeline, photos: list[Path]) -> tuple[int, list[str
     for photo in tqdm(photos, desc="masks found", unit="photo"):
         result = pipe(load_image(photo))
         faces += len(result.faces)
-        misses = sum(note.startswith("No face mask found") for note in result.notes)
-        missed += [photo.stem] * misses
-        shares += [float(np.mean(np.asarray(face.aligned_map) > 0)) for face in result.faces]
+        found = [float(np.mean(np.asarray(face.aligned_map) > 0)) for face in result.faces]
+        missed += [photo.stem for share in found if share == 0]  # the faces noted "No face mask found"
+        shares += found
     return faces, missed, shares
 
 

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image, ImageFilter
 from skimage.data import astronaut
 
-from unmask_hf.blend import blend_patch, dilate, erode, membrane
+from unmask_hf.blend import blend_patch, dilate, erode, membrane, window_around
 from unmask_hf.metrics import detail_ratio
 
 
@@ -94,3 +94,11 @@ def test_predicted_map_is_feathered_inward(skin):
     assert out[90, 100].mean() > 0.5 * skin[90, 100].mean()  # the edge row is mostly photo
     assert out[130, 100].max() <= 30  # the middle is the patch (plus a little grain)
     assert np.array_equal(blend_patch(skin, black, np.zeros_like(r), 200, 2, False), skin)
+
+
+def test_window_around_is_the_region_s_box_grown_and_clipped_to_the_image():
+    region = np.zeros((20, 30), bool)
+    region[5:9, 12:20] = True
+    assert window_around(region, 0) == (slice(5, 9), slice(12, 20))
+    assert window_around(region, 3) == (slice(2, 12), slice(9, 23))
+    assert window_around(region, 10) == (slice(0, 19), slice(2, 30))

@@ -43,6 +43,14 @@ def dilate(region: np.ndarray, pixels: int) -> np.ndarray:
     return (table[side:, side:] - table[:-side, side:] - table[side:, :-side] + table[:-side, :-side]) > 0
 
 
+def window_around(region: np.ndarray, reach: int) -> tuple[slice, slice]:
+    """Rows and columns of a non-empty H×W bool region's bounding box grown by `reach` px on every side, clipped to
+    the image: all that an edit of the region reading `reach` px around it needs (cheap on a large photo)."""
+    rows, cols = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
+    return (slice(max(rows[0] - reach, 0), min(rows[-1] + reach + 1, region.shape[0])),
+            slice(max(cols[0] - reach, 0), min(cols[-1] + reach + 1, region.shape[1])))
+
+
 def erode(region: np.ndarray, pixels: int) -> np.ndarray:
     """Shrink an H×W bool region by `pixels` in every direction."""
     return ~dilate(~np.asarray(region, dtype=bool), pixels)
@@ -108,14 +116,11 @@ def blend_patch(photo: np.ndarray, patch: np.ndarray, region: np.ndarray, face_s
     if not region.any():
         return photo.copy()
     # Only the region changes, and only the skin band and the feather's blur around it are read: blend that window.
-    ys, xs = np.nonzero(region)
     reach = _skin_band(face_size) + int(np.ceil(3 * FEATHER * face_size)) + 4  # + the membrane's ring, with room
-    y0, y1 = max(ys.min() - reach, 0), min(ys.max() + reach + 1, region.shape[0])
-    x0, x1 = max(xs.min() - reach, 0), min(xs.max() + reach + 1, region.shape[1])
-    if (y1 - y0, x1 - x0) != region.shape:
+    window = window_around(region, reach)
+    if region[window].shape != region.shape:
         out = photo.copy()
-        out[y0:y1, x0:x1] = blend_patch(photo[y0:y1, x0:x1], patch[y0:y1, x0:x1], region[y0:y1, x0:x1], face_size,
-                                        upscale, exact_edge, seed)
+        out[window] = blend_patch(photo[window], patch[window], region[window], face_size, upscale, exact_edge, seed)
         return out
     original, generated = photo.astype(np.float32), patch.astype(np.float32)
     difference = original - generated

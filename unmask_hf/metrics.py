@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from unmask_hf import losses
-from unmask_hf.blend import erode
+from unmask_hf.blend import erode, window_around
 
 SAME_PERSON_THRESHOLD = 0.6  # dlib's documented decision threshold for its 128-D face descriptors
 
@@ -42,10 +42,7 @@ def to_mask(mask) -> np.ndarray:
 def mask_bbox(mask) -> tuple[slice, slice] | None:
     """(rows, cols) slices of the mask's bounding box, or None for an empty mask."""
     m = to_mask(mask)
-    rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
-    if rows.size == 0:
-        return None
-    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+    return window_around(m, 0) if m.any() else None
 
 
 def psnr(a, b) -> float:

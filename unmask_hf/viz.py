@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .blend import dilate, erode
+from .blend import dilate, erode, window_around
 
 OVERLAY_COLOR = (255, 48, 96)
 
@@ -17,16 +17,13 @@ def overlay_mask(image: Image.Image, mask: Image.Image, opacity: float = 0.45,
         return Image.fromarray(out)
     # Only the mask and its outline change: work in their box, which on a large photo is a small part of it.
     pixels = max(1, round(max(image.size) / 256))  # the edge band: about 1/128 of the long side thick
-    ys, xs = np.nonzero(region)
-    y0, x0 = max(ys.min() - pixels - 1, 0), max(xs.min() - pixels - 1, 0)
-    y1, x1 = ys.max() + pixels + 2, xs.max() + pixels + 2
-    window = region[y0:y1, x0:x1]
-    rgb = out[y0:y1, x0:x1].astype(np.float32)
+    box = window_around(region, pixels + 1)
+    inside, rgb = region[box], out[box].astype(np.float32)
     tint = np.array(color, dtype=np.float32)
-    rgb[window] = (1 - opacity) * rgb[window] + opacity * tint
+    rgb[inside] = (1 - opacity) * rgb[inside] + opacity * tint
     if outline:
-        rgb[dilate(window, pixels) & ~erode(window, pixels)] = tint
-    out[y0:y1, x0:x1] = rgb.round().astype(np.uint8)
+        rgb[dilate(inside, pixels) & ~erode(inside, pixels)] = tint
+    out[box] = rgb.round().astype(np.uint8)
     return Image.fromarray(out)
 
 
