@@ -2,7 +2,7 @@
 the working-size models, paste-back), measured against the clean face at that size.
 
     python benchmarks/photo_fill.py --faces ../shared/data/ffhq-256 [--size 256] [--count 60] [--model ID_OR_DIR]
-                                    [--cut-chin 0.2] [--no-fill-below]
+                                    [--cut-chin 0.2] [--no-fill-below] [--no-landmark-refiner]
 
 The faces are the folder's identity-disjoint validation split (`FaceFolder.split`, the people `train.py --faces`
 holds out of training; `--split all` takes every face), so the models are measured on faces they never saw.
@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument("--identities", help="CSV file,identity for the split (unlisted faces: one person each)")
     parser.add_argument("--cut-chin", type=float, default=0.0,
                         help="drop this share of each photo's bottom rows: tight crops, as many real photos are")
+    parser.add_argument("--no-landmark-refiner", action="store_true",
+                        help="align faces by the detector's landmarks alone (UnmaskPipeline.landmark_refiner = None)")
     parser.add_argument("--no-fill-below", action="store_true",
                         help="don't fill where the map runs off the face crop's bottom edge (UnmaskPipeline.fill_below)")
     args = parser.parse_args()
@@ -65,6 +67,8 @@ def main() -> None:
     chosen = range(len(folder)) if args.split == "all" else folder.split()[args.split]
     pipe = UnmaskPipeline.from_pretrained(args.model, device="cpu")
     pipe.fill_below = not args.no_fill_below
+    if args.no_landmark_refiner:
+        pipe.landmark_refiner = None
     rows: dict[str, list[dict]] = {"map module's mask": [], "true mask as user mask": []}
     missed, refused, seconds = 0, 0, 0.0
     keep = round(args.size * (1 - args.cut_chin))  # rows of each photo kept
@@ -86,7 +90,8 @@ def main() -> None:
     n = len(rows["map module's mask"])
     keys = list(next(iter(rows.values()))[0])
     print(f"{n} faces at {args.size} px from {args.faces}, {args.split} split, bottom {args.cut_chin:.0%} cut "
-          f"(detector missed {missed}); working size {pipe.image_size}; fill below the crop {pipe.fill_below}; pipe(photo) "
+          f"(detector missed {missed}); working size {pipe.image_size}; fill below the crop {pipe.fill_below}; landmark "
+          f"refiner {pipe.landmark_refiner is not None}; pipe(photo) "
           f"{1000 * seconds / max(n + missed, 1):.0f} ms per photo; true masks refused as covering the whole face "
           f"(photo left unchanged, counted in the means): {refused}")
     print("| mask | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys))

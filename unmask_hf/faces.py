@@ -17,6 +17,7 @@ from torch import nn
 from torchvision.ops import nms, roi_align
 
 from .blend import blend_patch
+from .io import images_to_tensor
 
 # Five landmarks of the aligned face crop, as fractions of the crop side:
 # left eye, right eye, nose tip, left mouth corner, right mouth corner (image left/right).
@@ -447,6 +448,19 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int, mirror: bool
     module took it for a dark mask. `mirror=False` leaves it black (for a user's mask, which must not grow).
     """
     return warp_face(image, similarity_matrix(landmarks, TEMPLATE_LANDMARKS * size), size, mirror)
+
+
+def refine_landmarks(image: np.ndarray, landmarks: np.ndarray, refiner: nn.Module, rounds: int = 1) -> np.ndarray:
+    """A face's landmarks (5×2, photo pixels) corrected by a `models.LandmarkRefiner` looking at the face: each
+    round crops the photo as the refiner expects from the landmarks so far and moves them where it finds them."""
+    device = next(refiner.parameters()).device
+    for _ in range(rounds):
+        matrix = similarity_matrix(landmarks, refiner.crop_template())
+        crop = images_to_tensor([warp_face(image, matrix, refiner.size).crop]).to(device)
+        with torch.inference_mode():
+            found = refiner(crop).float()[0].cpu().numpy()
+        landmarks = _apply(_invert(matrix), found)
+    return landmarks.astype(np.float32)
 
 
 def below_zoom(size: int) -> np.ndarray:

@@ -9,9 +9,11 @@ STATUS_NOTES = {
     "trained": "Trained with the project's own training script (see below).",
 }
 
-REFINER_NOTE = """3. **Detail stage** (`refine/`, `RefineGenerator`): for faces larger than the crop, the fill upscaled {scale}× over
-   the photo's own pixels gets a learned residual inside the region, so the patch pasted back is not a soft blur.
-"""
+REFINER_NOTE = """**Detail stage** (`refine/`, `RefineGenerator`): for faces larger than the crop, the fill upscaled {scale}× over
+   the photo's own pixels gets a learned residual inside the region, so the patch pasted back is not a soft blur."""
+ALIGN_NOTE = """**Landmark refiner** (`align/`, `LandmarkRefiner`): before both modules, a small CNN corrects the face
+   detector's five landmarks from the masked face itself (the detector guesses the nose and mouth under the mask),
+   so the crop the modules see is aligned as in training."""
 
 TEMPLATE = """---
 {card_data}
@@ -25,7 +27,7 @@ Two-stage GAN that removes a face mask from a photo and predicts the face undern
 1. **Map module** (`map/`, `MapGenerator`): a modified U-Net that segments the face mask (binary map, 1 = mask pixel).
 2. **Editing module** (`edit/`, `EditGenerator`): a U-Net of the same design that takes image ⊕ map and fills the
    masked region; the result is composited as input × (1 − M) + generated × M, so pixels outside the map are unchanged.
-{refiner}
+{extras}
 Working size {image_size}×{image_size} (aligned face crops), map threshold {threshold}.
 
 ## Usage
@@ -85,9 +87,11 @@ def render_model_card(pipe, repo_id: str | None = None) -> ModelCard:
         training_lines.append("- Chunks measured and not kept (the weights above stayed):\n" + "\n".join(
             f"  - {c['chunk']}: {c['result']}" + (f"\n    `{c['command']}`" if c.get("command") else "")
             for c in info["not_kept"]))
+    extras = ([REFINER_NOTE.format(scale=pipe.refiner.scale)] if pipe.refiner is not None else []) + (
+        [ALIGN_NOTE] if pipe.landmark_refiner is not None else [])
     return ModelCard(TEMPLATE.format(
         card_data=card_data.to_yaml(), status=status, status_note=STATUS_NOTES.get(status, ""),
         image_size=pipe.image_size, threshold=pipe.threshold, load_arg=repr(repo_id) if repo_id else "",
-        refiner=REFINER_NOTE.format(scale=pipe.refiner.scale) if pipe.refiner is not None else "",
+        extras="".join(f"{number}. {note}\n" for number, note in enumerate(extras, start=3)),
         training="\n".join(training_lines) or "Not recorded.", results=info.get("results", "Not measured yet."),
     ))

@@ -11,7 +11,7 @@ import json
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +23,10 @@ from PIL import Image
 
 from .blend import blend_patch, dilate
 from .faces import (BOTTOM_TOUCH, TEMPLATE_LANDMARKS, DetectedFace, FaceDetector, align_face, below_matrix, below_zoom,
-                    crop_scale, map_to_photo, marked_face, paste_back, reaches_below, warp_face)
+                    crop_scale, map_to_photo, marked_face, paste_back, reaches_below, refine_landmarks, warp_face)
 from .model_card import render_model_card
 from .io import ImageInput, images_to_tensor, load_image, load_mask, tensor_to_arrays
-from .models import EditGenerator, MapGenerator, RefineGenerator
+from .models import EditGenerator, LandmarkRefiner, MapGenerator, RefineGenerator
 from .models.edit_generator import grow_map, paint_growth
 from .models.map_generator import clean_maps
 from .models.refine_generator import refine_inputs
@@ -56,7 +56,9 @@ def native_bf16_cpu() -> bool:
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default"
 PIPELINE_CONFIG = "pipeline.json"
 SUBFOLDERS = {"map": MapGenerator, "edit": EditGenerator}
-OPTIONAL_SUBFOLDERS = {"refine": RefineGenerator}  # weights without a refiner paste the editor's fill upscaled
+# Weights without a refiner paste the editor's fill upscaled; without a landmark refiner, faces are aligned by the
+# detector's landmarks alone.
+OPTIONAL_SUBFOLDERS = {"refine": RefineGenerator, "align": LandmarkRefiner}
 REQUIRED_FILES = [PIPELINE_CONFIG] + [f"{name}/{file}" for name in SUBFOLDERS for file in ("config.json", WEIGHTS_NAME)]
 
 
@@ -128,7 +130,7 @@ class UnmaskPipeline:
     def __init__(self, map_generator: MapGenerator, edit_generator: EditGenerator, threshold: float = 0.5,
                  device: str | torch.device | None = None, info: dict | None = None, batch_size: int = 16,
                  map_growth: int = 0, refiner: RefineGenerator | None = None, fill_below: bool = True,
-                 bf16: bool | None = None):
+                 bf16: bool | None = None, landmark_refiner: LandmarkRefiner | None = None):
         if map_generator.unet.config.image_size != edit_generator.unet.config.image_size:
             raise ValueError("The map and edit modules must share one image_size")
         if not 0.0 < threshold < 1.0:
@@ -140,6 +142,8 @@ class UnmaskPipeline:
         self.edit_generator = edit_generator.eval().to(self.device)
         # Optional detail stage: the fill of a face larger than the crop is refined at k× the working size.
         self.refiner = None if refiner is None else refiner.eval().to(self.device)
+        # Optional: detected faces' landmarks corrected from the masked face itself before alignment.
+        self.landmark_refiner = None if landmark_refiner is None else landmark_refiner.eval().to(self.device)
         self.threshold = threshold
         # Pixels the predicted map grows by before the editor fills it: on real photos the map module stops a
         # pixel short of the mask's rim, which the fill then shows as a pale line along its upper edge (README,
@@ -176,7 +180,7 @@ class UnmaskPipeline:
                 folder = Path(snapshot_download(str(model_id), revision=revision, token=token, cache_dir=cache_dir,
                                                 local_files_only=local_files_only,
                                                 allow_patterns=[PIPELINE_CONFIG, "README.md", "map/*", "edit/*",
-                                                                "refine/*"]))
+                                                                "refine/*", "align/*"]))
             except (RepositoryNotFoundError, RevisionNotFoundError) as e:
                 raise FileNotFoundError(f"Hub repo {model_id!r} (revision {revision or 'main'}) not found: {e}") from e
             except LocalEntryNotFoundError as e:  # no connection and nothing cached, or a revision with no files
@@ -194,15 +198,17 @@ class UnmaskPipeline:
         if info.get("status") == "untrained":
             warnings.warn(f"The weights in {folder} are untrained: outputs are not meaningful yet.", stacklevel=2)
         return cls(modules["map"], modules["edit"], threshold=config.get("threshold", 0.5), device=device, info=info,
-                   map_growth=config.get("map_growth", 0), refiner=modules.get("refine"), bf16=bf16)
+                   map_growth=config.get("map_growth", 0), refiner=modules.get("refine"), bf16=bf16,
+                   landmark_refiner=modules.get("align"))
 
     def save_pretrained(self, save_directory: str | Path, dtype: torch.dtype | None = None,
                         repo_id: str | None = None) -> Path:
-        """Write `pipeline.json`, `map/`, `edit/` and `refine/` when there is a refiner (config.json +
-        model.safetensors each) and the model card."""
+        """Write `pipeline.json`, `map/`, `edit/`, `refine/` and `align/` when there is a refiner or a landmark
+        refiner (config.json + model.safetensors each) and the model card."""
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
-        modules = [("map", self.map_generator), ("edit", self.edit_generator), ("refine", self.refiner)]
+        modules = [("map", self.map_generator), ("edit", self.edit_generator), ("refine", self.refiner),
+                   ("align", self.landmark_refiner)]
         for name, module in modules:
             if module is None:  # no stale module from an earlier save in the same folder
                 shutil.rmtree(folder / name, ignore_errors=True)
@@ -380,6 +386,8 @@ class UnmaskPipeline:
         """One aligned crop per detected face, or for the face the user marked (the user's mask warped along with it)."""
         rgb = np.asarray(photo)
         faces = [mark] if mark is not None else self.detector(rgb)
+        if mark is None and self.landmark_refiner is not None:  # a user's marks are kept as given
+            faces = [replace(f, landmarks=refine_landmarks(rgb, f.landmarks, self.landmark_refiner)) for f in faces]
         if not faces:
             if user_mask is not None:
                 notes.append("No face found: the drawn mask was filled treating the whole image as one face.")
