@@ -143,6 +143,11 @@ def test_train_aligner_renders_faces_and_fits(tmp_path, astronaut_rgb):
         assert "refined_mean" in loaded.info["align"]["validation"]
     trained = UnmaskPipeline.from_pretrained(tmp_path / "run" / "pipeline").landmark_refiner
     assert trained.head[-1].weight.abs().sum() > 0  # it left the zero start
+    bench = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "alignment.py"), "--faces", str(faces),
+                            "--count", "4", "--size", "160", "--seed", "0", "--model", str(tmp_path / "run" / "pipeline")],
+                           capture_output=True, text=True)
+    assert bench.returncode == 0, bench.stderr[-2000:]
+    assert "| as rendered | detector | 1 |" in bench.stdout and "| as rendered | refined | 1 |" in bench.stdout
 
 
 def test_a_file_that_is_not_landmark_refiner_faces_is_refused(tmp_path):
