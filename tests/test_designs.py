@@ -116,10 +116,10 @@ def test_train_config_builds_the_variant(tmp_path):
                                      "edit_model: {base_channels: 4, max_channels: 8, depth: 3, block: gated, dilated_blocks: 1}\n")
     for cfg in (TrainConfig.from_yaml(tmp_path / "c.yaml"),
                 TrainConfig(image_size=32, map_model=small, edit_model={**small, "block": "double"})):
-        _, edit, _, growth = train.build_models(cfg, Namespace(init=None, stage="edit"))
+        _, edit, _, growth, stages = train.build_models(cfg, Namespace(init=None, stage="edit"))
         assert edit.unet.config.block == cfg.edit_model["block"]
         assert edit.unet.config.dilated_blocks == cfg.edit_model.get("dilated_blocks", 0)
-        assert growth == 0  # no --init and no map_growth in the config
+        assert growth == 0 and stages == {}  # no --init and no map_growth in the config
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 from safetensors.torch import load_file
 
 from unmask_hf import UnmaskPipeline
+from unmask_hf.models import LandmarkRefiner
 from unmask_hf.synth import MASK_STYLES
 from unmask_hf.training.checkpoint import is_complete, list_checkpoints
 from unmask_hf.training.config import TrainConfig
@@ -120,11 +121,17 @@ def test_smoke_map_then_edit_through_accelerate_launch(tmp_path, faces, vgg):
     assert validation["psnr"] > 0 and validation["detail"] >= 0  # detail: the fill's Laplacian spread over the truth's
     result = pipe(np.asarray(Image.open(next(folder.iterdir()))), aligned=True)
     assert result.image.size == (48, 48)
-    # joint: the editor fine-tuned on the map module's own predictions; the map module stays as it was
-    train("--stage", "joint", *data, "--output-dir", str(tmp_path / "joint"), "--init", str(edit / "pipeline"),
+    # joint: the editor fine-tuned on the map module's own predictions; the map module stays as it was, and so
+    # does the --init pipeline's landmark refiner
+    pipe.landmark_refiner = LandmarkRefiner(size=32, width=8)
+    pipe.save_pretrained(tmp_path / "edit_aligned")
+    train("--stage", "joint", *data, "--output-dir", str(tmp_path / "joint"), "--init", str(tmp_path / "edit_aligned"),
           "--perceptual-weights", vgg, "--max-steps", "2")
     joint = UnmaskPipeline.from_pretrained(tmp_path / "joint" / "pipeline", device="cpu")
     assert joint.info["steps"] == 2 and len(joint.info["commands"]) == 3
+    assert isinstance(joint.landmark_refiner, LandmarkRefiner)
+    for a, b in zip(pipe.landmark_refiner.state_dict().values(), joint.landmark_refiner.state_dict().values()):
+        assert torch.equal(a, b)
     for a, b in zip(pipe.map_generator.state_dict().values(), joint.map_generator.state_dict().values()):
         assert torch.equal(a, b)
     assert any(not torch.equal(a, b) for a, b in zip(pipe.edit_generator.state_dict().values(),

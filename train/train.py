@@ -135,8 +135,9 @@ def check_writable(folder: Path) -> None:
         sys.exit(f"error: output folder {folder} is not writable: {e}")
 
 
-def build_models(cfg: TrainConfig, args: argparse.Namespace) -> tuple[MapGenerator, EditGenerator, dict, int]:
-    """The two modules, the --init pipeline's info and the map growth the saved pipeline will use."""
+def build_models(cfg: TrainConfig, args: argparse.Namespace) -> tuple[MapGenerator, EditGenerator, dict, int, dict]:
+    """The two modules, the --init pipeline's info, the map growth the saved pipeline will use and the --init
+    pipeline's optional stages (`refiner`, `landmark_refiner`), which the saved pipeline keeps."""
     if args.init:
         start = UnmaskPipeline.from_pretrained(args.init, revision=args.init_revision, device="cpu")
         for module in (start.map_generator, start.edit_generator):
@@ -144,19 +145,21 @@ def build_models(cfg: TrainConfig, args: argparse.Namespace) -> tuple[MapGenerat
                 sys.exit(f"error: --init {args.init} works at {module.unet.config.image_size} px, the config at {cfg.image_size}")
         growth = start.map_growth if cfg.map_growth is None else cfg.map_growth
         map_gen, edit_gen, info = start.map_generator, start.edit_generator, dict(start.info)
+        stages = {"refiner": start.refiner, "landmark_refiner": start.landmark_refiner}
         add_features = args.stage == "map" and cfg.map_model.get("face_features") and map_gen.face_trunk is None
     else:
         if args.stage == "joint":
             sys.exit("error: --stage joint fine-tunes on a trained map module: pass --init PIPELINE")
         map_gen = MapGenerator(image_size=cfg.image_size, **cfg.map_model)
         edit_gen, info, growth = EditGenerator(image_size=cfg.image_size, **cfg.edit_model), {}, cfg.map_growth or 0
+        stages = {}
         add_features = map_gen.face_trunk is not None
     if add_features:  # map_model.face_features: the pretrained trunk, added to an --init module or into a new one
         try:
             map_gen = with_face_features(map_gen, args.identity_weights or "")
         except RuntimeError as e:
             sys.exit(f"error: map_model.face_features: {e}")
-    return map_gen, edit_gen, info, growth
+    return map_gen, edit_gen, info, growth, stages
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -198,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
             identity = IdentityLoss(load_face_embedder(args.identity_weights or "")).to(accelerator.device)
         except RuntimeError as e:
             sys.exit(f"error: the identity network could not be loaded: {e}")
-    map_gen, edit_gen, init_info, map_growth = build_models(cfg, args)
+    map_gen, edit_gen, init_info, map_growth, init_stages = build_models(cfg, args)
     trained = map_gen if args.stage == "map" else edit_gen
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     map_gen.to(accelerator.device, memory_format=fmt)
@@ -264,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     n_val = min(cfg.val_samples, len(val_set)) if val_set is not None else 0
 
     # The same pipeline users get, over the live modules: validation and samples go through its `predict`.
-    pipeline = UnmaskPipeline(map_gen, edit_gen, device=accelerator.device, map_growth=map_growth)
+    pipeline = UnmaskPipeline(map_gen, edit_gen, device=accelerator.device, map_growth=map_growth, **init_stages)
 
     def eval_pipeline() -> UnmaskPipeline:
         """The pipeline as users would get it now (EMA weights when enabled)."""
