@@ -48,6 +48,10 @@ def test_refined_landmarks_move_by_what_the_refiner_finds_in_photo_pixels():
     assert np.allclose(moves, moves.mean(0), atol=0.05)  # one shift for all five points
     assert np.linalg.norm(moves.mean(0)) == pytest.approx(2 * photo_per_crop, rel=0.05)
     assert moves.mean(0)[0] > 0  # the face is barely tilted: crop x is photo x
+    # each round moves them again by what the refiner finds: a second round, 2 crop pixels more
+    refiner.rounds = 2
+    twice = refine_landmarks(image, LANDMARKS, refiner)
+    assert np.linalg.norm((twice - refined).mean(0)) == pytest.approx(2 * photo_per_crop, rel=0.1)
 
 
 def test_the_pipeline_aligns_detected_faces_by_refined_landmarks_but_keeps_marked_ones(astronaut_rgb, monkeypatch):
@@ -64,10 +68,11 @@ def test_the_pipeline_aligns_detected_faces_by_refined_landmarks_but_keeps_marke
 
 def test_pipeline_saves_and_loads_its_landmark_refiner_and_drops_a_stale_one(tmp_path):
     pipe = make_tiny_pipeline()
-    pipe.landmark_refiner = _shifted(LandmarkRefiner(size=32, context=1.2, width=8), 1.0, -1.0)
+    pipe.landmark_refiner = _shifted(LandmarkRefiner(size=32, context=1.2, width=8, rounds=2), 1.0, -1.0)
     pipe.save_pretrained(tmp_path)
     loaded = UnmaskPipeline.from_pretrained(tmp_path)
-    assert isinstance(loaded.landmark_refiner, LandmarkRefiner) and loaded.landmark_refiner.context == 1.2
+    assert isinstance(loaded.landmark_refiner, LandmarkRefiner)
+    assert loaded.landmark_refiner.context == 1.2 and loaded.landmark_refiner.rounds == 2
     for a, b in zip(pipe.landmark_refiner.state_dict().values(), loaded.landmark_refiner.state_dict().values()):
         assert torch.equal(a, b)
     make_tiny_pipeline().save_pretrained(tmp_path)

@@ -450,11 +450,13 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int, mirror: bool
     return warp_face(image, similarity_matrix(landmarks, TEMPLATE_LANDMARKS * size), size, mirror)
 
 
-def refine_landmarks(image: np.ndarray, landmarks: np.ndarray, refiner: nn.Module, rounds: int = 1) -> np.ndarray:
+def refine_landmarks(image: np.ndarray, landmarks: np.ndarray, refiner: nn.Module,
+                     rounds: int | None = None) -> np.ndarray:
     """A face's landmarks (5×2, photo pixels) corrected by a `models.LandmarkRefiner` looking at the face: each
-    round crops the photo as the refiner expects from the landmarks so far and moves them where it finds them."""
+    round (default: the refiner's `rounds`) crops the photo as the refiner expects from the landmarks so far and
+    moves them where it finds them."""
     device = next(refiner.parameters()).device
-    for _ in range(rounds):
+    for _ in range(refiner.rounds if rounds is None else rounds):
         matrix = similarity_matrix(landmarks, refiner.crop_template())
         crop = images_to_tensor([warp_face(image, matrix, refiner.size).crop]).to(device)
         with torch.inference_mode():

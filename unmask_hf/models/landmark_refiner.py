@@ -3,7 +3,7 @@
 MTCNN was trained on bare faces. On a masked face it guesses the nose and mouth under the fabric, and the guesses
 pull the eyes, the scale and the angle with them: on FFHQ faces with rendered masks, the aligned crop was 6.9 px
 (of 128) from where the same face unmasked puts it, on the median face, and 10 % or more off in scale on 43 % of
-faces (`benchmarks/alignment.py`). The map module and the editor were trained on well-aligned crops, so every
+faces (a one-off measurement; `benchmarks/alignment.py` measures the same kind of error). The map module and the editor were trained on well-aligned crops, so every
 stage after detection pays for it. `LandmarkRefiner` looks at a small crop aligned by the detector's landmarks, a
 little wider than the working crop, and predicts where the five landmarks really are in it
 (`faces.refine_landmarks`).
@@ -26,15 +26,19 @@ class LandmarkRefiner(HubModule):
     """A small CNN: a face crop `size`×`size` whose field is `context` × the aligned crop's, aligned by rough
     landmarks → the five landmarks (TEMPLATE_LANDMARKS order) in that crop's pixels.
 
-    Four stride-2 stages (conv-BN-ReLU twice each) to 4×4, then two linear layers. The output is an offset from
+    Seven conv-BN-ReLU blocks, four of them stride 2, to 4×4, then two linear layers. The output is an offset from
     where the template puts the landmarks in the crop, so an untrained refiner returns the input alignment.
+    `rounds`: how many times `faces.refine_landmarks` crops again by its own last landmarks (a second look
+    recovers most of what a grossly misaligned first crop missed).
     """
 
-    def __init__(self, size: int = 64, context: float = 1.3, width: int = 32):
+    def __init__(self, size: int = 64, context: float = 1.3, width: int = 32, rounds: int = 1):
         super().__init__()
         if size % 16:
             raise ValueError(f"size must be a multiple of 16, got {size}")
-        self.size, self.context, self.width = size, context, width
+        if rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {rounds}")
+        self.size, self.context, self.width, self.rounds = size, context, width, rounds
         w = width
         self.features = nn.Sequential(*_block(3, w, 2), *_block(w, w, 1), *_block(w, 2 * w, 2), *_block(2 * w, 2 * w, 1),
                                       *_block(2 * w, 4 * w, 2), *_block(4 * w, 4 * w, 1), *_block(4 * w, 4 * w, 2))
