@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=500000)
     args = parser.parse_args()
 
-    pipe = UnmaskPipeline.from_pretrained(args.model) if args.model else UnmaskPipeline.from_pretrained()
+    pipe = UnmaskPipeline.from_pretrained(args.model)
     if pipe.landmark_refiner is None:
         parser.error(f"{args.model or 'the embedded weights'} have no landmark refiner (align/)")
     folder = FaceFolder(args.faces, args.identities)

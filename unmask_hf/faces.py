@@ -265,14 +265,14 @@ class FaceDetector:
         matrix = mirror @ rotate @ np.array([[scale, 0, pad], [0, scale, pad], [0, 0, 1]])  # photo -> copy
         copy = cv2.warpAffine(image, matrix[:2], size, flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
                               borderMode=retry.border)
-        back = _invert(matrix[:2])
+        back = invert_affine(matrix[:2])
         faces = []
         for face in self._detect(copy, retry.thresholds or self.thresholds):
-            points = _apply(back, face.landmarks)
+            points = apply_affine(back, face.landmarks)
             if retry.mirror:  # the mirrored face's left eye and mouth corner are the photo's right ones
                 points = points[[1, 0, 2, 4, 3]]
             x0, y0, x1, y1 = face.box
-            corners = _apply(back, [[x0, y0], [x1, y0], [x0, y1], [x1, y1]])
+            corners = apply_affine(back, [[x0, y0], [x1, y0], [x0, y1], [x1, y1]])
             cx, cy = points.mean(0)
             if 0 <= cx < w and 0 <= cy < h:  # not a "face" made of padding
                 faces.append(DetectedFace((*corners.min(0).tolist(), *corners.max(0).tolist()),
@@ -377,9 +377,9 @@ def marked_face(size: tuple[int, int], box: tuple[float, float, float, float] | 
             raise ValueError(f"An eye position {points.tolist()} lies off the {width}x{height} photo")
         matrix = similarity_matrix(TEMPLATE_LANDMARKS[:2], points)
         mark = None
-    landmarks = _apply(matrix, TEMPLATE_LANDMARKS).astype(np.float32)
+    landmarks = apply_affine(matrix, TEMPLATE_LANDMARKS).astype(np.float32)
     if mark is None:  # the box a detector would have given these eyes
-        b = _apply(matrix, TEMPLATE_BOX.reshape(2, 2))
+        b = apply_affine(matrix, TEMPLATE_BOX.reshape(2, 2))
         mark = tuple(float(v) for v in (*b.min(0), *b.max(0)))
     return DetectedFace(mark, landmarks, 1.0)
 
@@ -412,12 +412,13 @@ def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.array([[a, -b, tx], [b, a, ty]])
 
 
-def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Points (N×2) moved by a 2×3 affine matrix."""
     return np.asarray(points) @ matrix[:, :2].T + matrix[:, 2]
 
 
-def _invert(matrix: np.ndarray) -> np.ndarray:
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    """The 2×3 affine matrix that undoes `matrix`."""
     return np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2]
 
 
@@ -430,7 +431,7 @@ def _footprint(matrix: np.ndarray, size: int, width: int, height: int, clip: boo
     """Integer box (x0, y0, x1, y1) of the image covered by the size x size crop, clipped to the image unless
     `clip` is False (then it may reach past the image's edges)."""
     corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], dtype=np.float64)
-    p = corners @ _invert(matrix).T
+    p = corners @ invert_affine(matrix).T
     x0, y0 = np.floor(p.min(0)).astype(int) - 1  # 1 px more for the bilinear neighbours at the crop border
     x1, y1 = np.ceil(p.max(0)).astype(int) + 1
     return (max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)) if clip else (x0, y0, x1, y1)
@@ -461,7 +462,7 @@ def refine_landmarks(image: np.ndarray, landmarks: np.ndarray, refiner: nn.Modul
         crop = images_to_tensor([warp_face(image, matrix, refiner.size).crop]).to(device)
         with torch.inference_mode():
             found = refiner(crop).float()[0].cpu().numpy()
-        landmarks = _apply(_invert(matrix), found)
+        landmarks = apply_affine(invert_affine(matrix), found)
     return landmarks.astype(np.float32)
 
 
@@ -484,7 +485,7 @@ def reaches_below(region: np.ndarray, matrix: np.ndarray, width: int, height: in
     of the side, where the photo goes on below it: the mask may hang lower than the crop shows."""
     size = len(region)
     columns = np.flatnonzero(region[-1])
-    points = _apply(_invert(matrix), np.stack([columns + 0.5, np.full(len(columns), size + 0.5)], 1))
+    points = apply_affine(invert_affine(matrix), np.stack([columns + 0.5, np.full(len(columns), size + 0.5)], 1))
     inside = (points[:, 0] >= 0) & (points[:, 0] < width) & (points[:, 1] >= 0) & (points[:, 1] < height)
     return inside.sum() >= BOTTOM_TOUCH * size
 
@@ -508,7 +509,7 @@ def warp_face(image: np.ndarray, matrix: np.ndarray, size: int, mirror: bool = T
             box, x0, y0 = (0, 0, image.shape[1], image.shape[0]), x0 - left, y0 - top  # the padded corner's pixel
     region = Image.fromarray(image).reduce(factor, box=box)
     source = np.array([[factor, 0, x0], [0, factor, y0], [0, 0, 1]], dtype=np.float64)
-    crop_to_region = np.linalg.inv(source) @ np.vstack([_invert(matrix), [0, 0, 1]])
+    crop_to_region = np.linalg.inv(source) @ np.vstack([invert_affine(matrix), [0, 0, 1]])
     crop = _warp(region, crop_to_region[:2], (size, size))
     return AlignedFace(np.asarray(crop), matrix)
 

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..faces import TEMPLATE_LANDMARKS, FaceDetector, refine_landmarks, similarity_matrix, warp_face
+from ..faces import (TEMPLATE_LANDMARKS, FaceDetector, apply_affine, crop_scale, invert_affine, refine_landmarks,
+                     similarity_matrix, warp_face)
 from ..io import images_to_tensor, load_image
 from ..synth import WORLD_STYLES, make_sample
 
@@ -98,7 +99,7 @@ def thrown_crop(image: np.ndarray, landmarks: np.ndarray, template: np.ndarray, 
     throw[:2, 2] = centre - throw[:2, :2] @ centre + rng.normal(0, shift, 2) * size
     matrix = (throw @ np.vstack([similarity_matrix(landmarks, template), [0, 0, 1]]))[:2]
     crop = warp_face(image, matrix, size).crop
-    points = landmarks @ matrix[:, :2].T + matrix[:, 2]
+    points = apply_affine(matrix, landmarks)
     if rng.random() < 0.5:
         crop, points = crop[:, ::-1], points[FLIP_ORDER] * [-1, 1] + [size, 0]
     return np.ascontiguousarray(crop), points.astype(np.float32)
@@ -116,12 +117,9 @@ def alignment_error(landmarks: np.ndarray, truth: np.ndarray, size: int = 128) -
     """How far the working-size crop aligned by `landmarks` lies from the one aligned by `truth`: the mean distance,
     in crop pixels at `size`, between where a 7×7 grid over the crop lands in the photo under each."""
     grid = np.stack(np.meshgrid(*[np.linspace(size / 8, size * 7 / 8, 7)] * 2), -1).reshape(-1, 2)
-    placed = []
-    for points in (landmarks, truth):
-        inverse = np.linalg.inv(np.vstack([similarity_matrix(points, TEMPLATE_LANDMARKS * size), [0, 0, 1]]))
-        placed.append(grid @ inverse[:2, :2].T + inverse[:2, 2])
-    photo_per_crop = np.sqrt(abs(np.linalg.det(similarity_matrix(truth, TEMPLATE_LANDMARKS * size)[:, :2])))
-    return float(np.linalg.norm(placed[0] - placed[1], axis=1).mean() * photo_per_crop)
+    to_crop = [similarity_matrix(points, TEMPLATE_LANDMARKS * size) for points in (landmarks, truth)]
+    placed = [apply_affine(invert_affine(matrix), grid) for matrix in to_crop]
+    return float(np.linalg.norm(placed[0] - placed[1], axis=1).mean() * crop_scale(to_crop[1]))
 
 
 def refined_errors(refiner: torch.nn.Module, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
