@@ -37,6 +37,7 @@ from unmask_hf import UnmaskPipeline
 from unmask_hf.dataset import FaceFolder
 from unmask_hf.models import LandmarkRefiner
 from unmask_hf.training.align_data import load_align_faces, refined_errors, render_align_faces, sample_batch
+from unmask_hf.training.checkpoint import record_validation
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -110,13 +111,10 @@ def fit(args: argparse.Namespace) -> None:
         model = accelerator.unwrap_model(refiner).eval()
         scores = {"step": step, "minutes": round((time.time() - start) / 60, 1)} | validate(model, val)
         model.train()
-        history.append(scores)
-        accelerator.print(json.dumps(scores), flush=True)
-        if accelerator.is_main_process:
-            (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
-            if best is None or scores["refined_mean"] < best["refined_mean"]:
-                best = scores
-                save(out / "best", scores)
+        record_validation(accelerator, history, scores, out)
+        if accelerator.is_main_process and (best is None or scores["refined_mean"] < best["refined_mean"]):
+            best = scores
+            save(out / "best", scores)
 
     def save(folder: Path, scores: dict) -> None:
         pipe.landmark_refiner = accelerator.unwrap_model(refiner)

@@ -40,6 +40,7 @@ from unmask_hf.metrics import image_metrics
 from unmask_hf.models import RefineGenerator
 from unmask_hf.models.discriminators import patch_discriminator
 from unmask_hf.models.refine_generator import refine_inputs
+from unmask_hf.training.checkpoint import record_validation
 from unmask_hf.training.refine_data import load_refine_pairs, render_refine_pairs, sample_patches, to_unit
 
 
@@ -149,10 +150,7 @@ def fit(args: argparse.Namespace) -> None:
         scores = {"step": step, "minutes": round((time.time() - start) / 60, 1)} | validate(
             accelerator.unwrap_model(refiner), val_pairs, device)
         refiner.train()
-        history.append(scores)
-        accelerator.print(json.dumps(scores), flush=True)
-        if accelerator.is_main_process:  # rewritten at each checkpoint, so a long run can be watched
-            (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+        record_validation(accelerator, history, scores, out)
         allowed = scores["refined_psnr_bbox"] >= scores["bicubic_psnr_bbox"] - args.psnr_tolerance
         if best is None or (allowed and scores["refined_detail_ratio"] > best["refined_detail_ratio"]):
             best = scores

@@ -98,3 +98,12 @@ def resume_from(accelerator: Accelerator, target: str | Path, root: Path,
         accelerator.load_state(str(folder))
         return folder
     return None
+
+
+def record_validation(accelerator: Accelerator, history: list[dict], scores: dict, out: Path) -> None:
+    """Append a checkpoint's validation scores to the run's `history`, print them as one JSON line and rewrite
+    OUT/history.json (main process), so a long run can be watched."""
+    history.append(scores)
+    accelerator.print(json.dumps(scores), flush=True)
+    if accelerator.is_main_process:
+        (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
