@@ -121,17 +121,12 @@ def test_alignment_error_is_zero_for_the_same_landmarks_and_grows_with_a_shift()
     assert alignment_error(LANDMARKS + [5, 0], LANDMARKS) == pytest.approx(5 * crop_per_photo, rel=0.02)
 
 
-def test_train_aligner_renders_faces_and_fits(tmp_path, astronaut_rgb):
-    faces = tmp_path / "faces"
-    faces.mkdir()
-    for i, shift in enumerate((0, 16, 32, 48)):  # four photos of one face, cropped differently (no CSV: four people)
-        Image.fromarray(astronaut_rgb[shift:shift + 320, 100 - shift // 2:420 - shift // 2]).resize((160, 160)).save(
-            faces / f"photo{i}.png")
+def test_train_aligner_renders_faces_and_fits(tmp_path, astronaut_faces):
     tiny = tmp_path / "tiny"
     make_tiny_pipeline().save_pretrained(tiny)
     script = [sys.executable, str(ROOT / "train" / "train_aligner.py")]
     for split, extra in (("train", []), ("validation", ["--detect"])):
-        subprocess.run(script + ["render", "--faces", str(faces), "--split", split, "--photo-size", "160",
+        subprocess.run(script + ["render", "--faces", str(astronaut_faces), "--split", split, "--photo-size", "160",
                                  "--masks-per-face", "2", "--out", str(tmp_path / f"{split}.npz")] + extra,
                        check=True, capture_output=True, text=True)
     train, val = load_align_faces(tmp_path / "train.npz"), load_align_faces(tmp_path / "validation.npz")
@@ -148,7 +143,7 @@ def test_train_aligner_renders_faces_and_fits(tmp_path, astronaut_rgb):
         assert "refined_mean" in loaded.info["align"]["validation"]
     trained = UnmaskPipeline.from_pretrained(tmp_path / "run" / "pipeline").landmark_refiner
     assert trained.head[-1].weight.abs().sum() > 0  # it left the zero start
-    bench = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "alignment.py"), "--faces", str(faces),
+    bench = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "alignment.py"), "--faces", str(astronaut_faces),
                             "--count", "4", "--size", "160", "--seed", "0", "--model", str(tmp_path / "run" / "pipeline")],
                            capture_output=True, text=True)
     assert bench.returncode == 0, bench.stderr[-2000:]

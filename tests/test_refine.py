@@ -132,17 +132,12 @@ def test_patches_are_windows_of_the_pairs_on_even_corners():
         assert any(torch.equal(truth[n], w) or torch.equal(truth[n].flip(-1), w) for w in windows)
 
 
-def test_train_refiner_renders_pairs_and_fits(tmp_path, astronaut_rgb):
-    faces = tmp_path / "faces"
-    faces.mkdir()
-    for i, shift in enumerate((0, 16, 32, 48)):  # four photos of one face, cropped differently (no CSV: four people)
-        Image.fromarray(astronaut_rgb[shift:shift + 320, 100 - shift // 2:420 - shift // 2]).resize((160, 160)).save(
-            faces / f"photo{i}.png")
+def test_train_refiner_renders_pairs_and_fits(tmp_path, astronaut_faces):
     tiny = tmp_path / "tiny"
     make_tiny_pipeline().save_pretrained(tiny)
     script = [sys.executable, str(ROOT / "train" / "train_refiner.py")]
     for split in ("train", "validation"):
-        subprocess.run(script + ["render", "--faces", str(faces), "--split", split, "--model", str(tiny),
+        subprocess.run(script + ["render", "--faces", str(astronaut_faces), "--split", split, "--model", str(tiny),
                                  "--photo-size", "160", "--masks-per-face", "2", "--out", str(tmp_path / f"{split}.npz")],
                        check=True, capture_output=True, text=True)
     pairs = load_refine_pairs(tmp_path / "train.npz")
