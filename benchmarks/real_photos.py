@@ -4,6 +4,7 @@
     python benchmarks/real_photos.py --sheet eval/real/sheet.png --limit 48     # + photo | removed | result sheet
     python benchmarks/real_photos.py --sheet eval/real/ab.png --limit 48 --compare DIR  # other weights beside
     python benchmarks/real_photos.py --sheet eval/real/below.png --compare-no-fill-below  # fill_below off beside
+    python benchmarks/real_photos.py --families 0 --photos real_0033,real_0385 --zoom --sheet eval/real/z.png  # faces up close
     python benchmarks/real_photos.py --faces-sheet eval/real/faces.png          # every face found, to count false ones
     python benchmarks/real_photos.py --families 0                                # faces found only
     python benchmarks/real_photos.py --families 0 --masks --model A --compare B  # masks found, two weights
@@ -119,6 +120,10 @@ def main() -> None:
     parser.add_argument("--sheet", help="write a photo | what was removed | result contact sheet of the photos here")
     parser.add_argument("--compare", help="other weights (Hub id or folder): with --sheet their map and result "
                         "beside --model's on each row, with --masks a row of the table")
+    parser.add_argument("--zoom", action="store_true",
+                        help="with --sheet: a row per face found, zoomed on it (evaluation.face_window)")
+    parser.add_argument("--photos", help="only these photos: names without extension, comma-separated "
+                        "(real_0033,real_0385)")
     parser.add_argument("--compare-no-fill-below", action="store_true",
                         help="with --sheet: the same weights with UnmaskPipeline.fill_below off beside them")
     parser.add_argument("--faces-sheet", help="write every face found (aligned crops, numbered by photo) here")
@@ -131,7 +136,13 @@ def main() -> None:
     if args.families:
         family_table(pipe, args.families)
 
-    photos = find_images([args.folder])[: args.limit]
+    photos = find_images([args.folder])
+    if args.photos:
+        wanted = set(args.photos.split(","))
+        photos = [p for p in photos if p.stem in wanted]
+        if len(photos) < len(wanted):
+            raise SystemExit(f"error: not in {args.folder}: {', '.join(sorted(wanted - {p.stem for p in photos}))}")
+    photos = photos[: args.limit]
     if not photos:
         raise SystemExit(f"error: no photos in {args.folder}")
     plain, detector = FaceDetector(retries=()), FaceDetector()
@@ -197,7 +208,7 @@ def main() -> None:
         if args.compare_no_fill_below:
             compare = UnmaskPipeline.from_pretrained(args.model)
             compare.fill_below = False
-        sheet, notes = real_contact_sheet(pipe, photos, compare=compare)
+        sheet, notes = real_contact_sheet(pipe, photos, compare=compare, zoom=args.zoom)
         Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)
         sheet.save(args.sheet)
         print("\n".join(notes) + f"\nwrote {args.sheet} ({len(photos)} photos)")

@@ -171,6 +171,45 @@ def test_real_contact_sheet_puts_other_weights_beside(tmp_path):
     assert sheet.height == alone.height and sheet.width == alone.width + 2 * (64 + 2)  # two more cells a row
 
 
+def test_real_contact_sheet_zooms_on_each_face_found(tmp_path):
+    from unmask_hf.evaluation import face_window, real_contact_sheet
+
+    Image.fromarray(skdata.astronaut()).save(tmp_path / "astronaut.png")
+    pipe = make_tiny_pipeline(64)
+    faces = pipe(Image.open(tmp_path / "astronaut.png")).faces
+    assert len(faces) == 1
+    whole, _ = real_contact_sheet(pipe, [tmp_path / "astronaut.png"], cell=64)
+    zoomed, _ = real_contact_sheet(pipe, [tmp_path / "astronaut.png"], cell=64, zoom=True)
+    assert zoomed.size == whole.size  # one face: one row, as for the whole photo
+    first_cell = (0, zoomed.height - 64, 64, zoomed.height)  # the one row sits under the labels
+    expected = Image.open(tmp_path / "astronaut.png").convert("RGB").crop(face_window(faces[0].box)).resize((64, 64))
+    difference = np.abs(np.asarray(zoomed.crop(first_cell), np.int16) - np.asarray(expected, np.int16)).mean()
+    assert difference < 8  # the input cell is the photo cut to the face's window (resampling aside)
+    assert np.abs(np.asarray(whole.crop(first_cell), np.int16) - np.asarray(expected, np.int16)).mean() > 20
+
+
+def test_face_window_is_a_square_holding_the_face_and_what_is_below_it():
+    from unmask_hf.evaluation import face_window
+
+    x0, y0, x1, y1 = face_window((100, 50, 140, 110))  # 40 wide, 60 tall
+    assert x1 - x0 == y1 - y0 == 108  # 1.8 × the longer side
+    assert x0 < 100 and x1 > 140 and y0 < 50 and y1 > 110
+    assert (y1 - 110) > (50 - y0)  # more room below the face (chin, collar) than above
+
+
+def test_real_photos_benchmark_picks_photos_by_name(tmp_path, monkeypatch, capsys):
+    from .test_designs import load_script
+
+    bench = load_script(ROOT / "benchmarks" / "real_photos.py", "real_photos")
+    Image.fromarray(skdata.astronaut()).save(tmp_path / "astronaut.png")
+    monkeypatch.setattr("sys.argv", ["real_photos.py", str(tmp_path), "--families", "0", "--photos", "astronaut,nobody"])
+    with pytest.raises(SystemExit, match="not in .*: nobody"):
+        bench.main()
+    monkeypatch.setattr("sys.argv", ["real_photos.py", str(tmp_path), "--families", "0", "--photos", "astronaut"])
+    bench.main()
+    assert "1 photos from" in capsys.readouterr().out
+
+
 def test_faces_mode_only_has_the_validation_split(setup):
     with pytest.raises(SystemExit):
         evaluate_script.parse_args(["--faces", str(setup["faces"]), "--split", "test", "--out", "x"])

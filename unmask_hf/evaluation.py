@@ -340,20 +340,34 @@ def map_iou_by_style(pipe: UnmaskPipeline, files: list[Path], styles: tuple[str,
     return result
 
 
+def face_window(box: tuple[float, float, float, float], scale: float = 1.8) -> tuple[int, int, int, int]:
+    """A square around a face's box for a close look at the fill: `scale` × the box's longer side, centred a little
+    below the box's middle so the chin, the jaw and the collar (where maps spill) are in it."""
+    x0, y0, x1, y1 = box
+    half = scale * max(x1 - x0, y1 - y0) / 2
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 + 0.1 * (y1 - y0)
+    return round(cx - half), round(cy - half), round(cx + half), round(cy + half)
+
+
 def real_contact_sheet(pipe: UnmaskPipeline, photos: list[Path], cell: int = 256,
-                       compare: UnmaskPipeline | None = None) -> tuple[Image.Image, list[str]]:
+                       compare: UnmaskPipeline | None = None, zoom: bool = False) -> tuple[Image.Image, list[str]]:
     """Run `pipe(photo)` (face detection path) on photos without ground truth: a sheet of input | map overlay |
     output rows for eyes to judge, and the pipeline's notes per photo. With `compare` (other weights), its map
-    overlay and output follow on the same row, so two versions are judged side by side on the same photos."""
+    overlay and output follow on the same row, so two versions are judged side by side on the same photos.
+    With `zoom`, a row per face `pipe` found instead, each image cut to the same window around it (`face_window`):
+    seams, leftovers and blur show there, not on a whole photo shrunk to a cell."""
     rows, notes = [], []
     for photo in tqdm(photos, desc="real photos", unit="photo"):
         image = load_image(photo)
-        row = [image]
+        row, results = [image], []
         for name, candidate in (("", pipe), ("compare: ", compare)):
             if candidate is not None:
-                result = candidate(image)
-                notes += [f"{name}{photo.name}: {note}" for note in result.notes]
-                row += [result.overlay, result.image]
-        rows.append([ImageOps.pad(im, (cell, cell), color=(255, 255, 255)) for im in row])
+                results.append(candidate(image))
+                notes += [f"{name}{photo.name}: {note}" for note in results[-1].notes]
+                row += [results[-1].overlay, results[-1].image]
+        windows = [face_window(face.box) for face in results[0].faces] if zoom else [None]
+        for window in windows:  # PIL fills a window reaching past the photo with black
+            rows.append([ImageOps.pad(im if window is None else im.crop(window), (cell, cell), color=(255, 255, 255))
+                         for im in row])
     labels = ["input", "map overlay", "output"] + (["compare: map overlay", "compare: output"] if compare else [])
     return image_grid(rows, cell=cell, labels=labels), notes
