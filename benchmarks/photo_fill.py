@@ -7,9 +7,10 @@ the working-size models, paste-back), measured against the clean face at that si
 The faces are the folder's identity-disjoint validation split (`FaceFolder.split`, the people `train.py --faces`
 holds out of training; `--split all` takes every face), so the models are measured on faces they never saw.
 
-Two rows: the map module's own mask (what `pipe(photo)` does) and the true mask given as the user's mask (only
-the fill and the paste). Columns (means over the faces the detector found): PSNR and SSIM of the whole photo,
-PSNR in the mask's bounding box, the detail ratio in the true mask (1 = as sharp as the real face; the model
+Four rows: the map module's own mask (what `pipe(photo)` does), the true mask given as the user's mask (only
+the fill and the paste), and two references on the same faces: the masked input left as it is, and OpenCV's Telea
+inpainting given the true mask (issue 14's targets are set against it). Columns (means over the faces the
+detector found): PSNR and SSIM of the whole photo, PSNR in the mask's bounding box, the detail ratio in the true mask (1 = as sharp as the real face; the model
 works at a smaller size, so the paste upscales), the colour error (mean over channels of |mean of the output
 - mean of the truth| inside the true mask, 0-255), the seam error (mean |output - truth| on the 2 px ring
 just inside the pasted region's edge, `result.changed`, minus the same just outside it, 0-255: what the edge adds)
@@ -23,6 +24,7 @@ import time
 import numpy as np
 
 from unmask_hf import UnmaskPipeline
+from unmask_hf.baselines import inpaint
 from unmask_hf.blend import dilate, erode
 from unmask_hf.dataset import FaceFolder
 from unmask_hf.io import load_image
@@ -69,7 +71,8 @@ def main() -> None:
     pipe.fill_below = not args.no_fill_below
     if args.no_landmark_refiner:
         pipe.landmark_refiner = None
-    rows: dict[str, list[dict]] = {"map module's mask": [], "true mask as user mask": []}
+    rows: dict[str, list[dict]] = {"map module's mask": [], "true mask as user mask": [],
+                                   "reference: masked input": [], "reference: Telea given the true mask": []}
     missed, refused, seconds = 0, 0, 0.0
     keep = round(args.size * (1 - args.cut_chin))  # rows of each photo kept
     for i, path in enumerate([folder.files[j] for j in chosen][: args.count]):
@@ -84,9 +87,13 @@ def main() -> None:
             continue
         given = pipe(masked, mask=true_mask)
         refused += not (np.asarray(given.mask) > 127).any()  # a drawn mask over the eyes is left unchanged
-        for name, result in zip(rows, (found, given)):
-            rows[name].append(measure(np.asarray(result.image), truth, true_mask, np.asarray(result.mask) > 127,
-                                      np.asarray(result.changed) > 127))
+        nothing = np.zeros_like(true_mask)
+        for name, (output, found_map, pasted) in zip(rows, (
+                (np.asarray(found.image), np.asarray(found.mask) > 127, np.asarray(found.changed) > 127),
+                (np.asarray(given.image), np.asarray(given.mask) > 127, np.asarray(given.changed) > 127),
+                (masked, nothing, nothing),
+                (inpaint(masked, true_mask, "telea"), true_mask, true_mask))):
+            rows[name].append(measure(output, truth, true_mask, found_map, pasted))
     n = len(rows["map module's mask"])
     keys = list(next(iter(rows.values()))[0])
     print(f"{n} faces at {args.size} px from {args.faces}, {args.split} split, bottom {args.cut_chin:.0%} cut "
@@ -96,7 +103,9 @@ def main() -> None:
           f"(photo left unchanged, counted in the means): {refused}")
     print("| mask | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys))
     for name, values in rows.items():
-        print(f"| {name} | " + " | ".join(f"{np.nanmean([v[k] for v in values]):.3f}" for k in keys) + " |")
+        cells = [np.array([v[k] for v in values], dtype=float) for k in keys]  # seams: none where nothing was pasted
+        print(f"| {name} | " + " | ".join(f"{c[~np.isnan(c)].mean():.3f}" if (~np.isnan(c)).any() else "–"
+                                         for c in cells) + " |")
 
 
 if __name__ == "__main__":

@@ -210,6 +210,24 @@ def test_real_photos_benchmark_picks_photos_by_name(tmp_path, monkeypatch, capsy
     assert "1 photos from" in capsys.readouterr().out
 
 
+def test_photo_fill_benchmark_prints_the_reference_rows(astronaut_faces, tmp_path, monkeypatch, capsys):
+    from .test_designs import load_script
+
+    bench = load_script(ROOT / "benchmarks" / "photo_fill.py", "photo_fill")
+    make_tiny_pipeline(64).save_pretrained(tmp_path / "tiny")
+    monkeypatch.setattr("sys.argv", ["photo_fill.py", "--faces", str(astronaut_faces), "--split", "all", "--count", "2",
+                                     "--size", "160", "--model", str(tmp_path / "tiny")])
+    bench.main()
+    rows = {line.split(" | ")[0].strip("| "): line.strip("| ").split(" | ")[1:]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line}
+    assert list(rows)[1:] == ["map module's mask", "true mask as user mask", "reference: masked input",
+                              "reference: Telea given the true mask"]
+    psnr, iou = 0, -2  # columns
+    assert float(rows["reference: Telea given the true mask"][psnr]) > float(rows["reference: masked input"][psnr])
+    assert rows["reference: masked input"][iou] == "0.000" and rows["reference: Telea given the true mask"][iou] == "1.000"
+    assert rows["reference: masked input"][-3] == "–"  # no seam where nothing was pasted
+
+
 def test_faces_mode_only_has_the_validation_split(setup):
     with pytest.raises(SystemExit):
         evaluate_script.parse_args(["--faces", str(setup["faces"]), "--split", "test", "--out", "x"])
