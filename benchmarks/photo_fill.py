@@ -7,15 +7,15 @@ the working-size models, paste-back), measured against the clean face at that si
 The faces are the folder's identity-disjoint validation split (`FaceFolder.split`, the people `train.py --faces`
 holds out of training; `--split all` takes every face), so the models are measured on faces they never saw.
 
-Four rows: the map module's own mask (what `pipe(photo)` does), the true mask given as the user's mask (only
-the fill and the paste), and two references on the same faces: the masked input left as it is, and OpenCV's Telea
-inpainting given the true mask (issue 14's targets are set against it). Columns (means over the faces the
-detector found): PSNR and SSIM of the whole photo, PSNR in the mask's bounding box, the detail ratio in the true mask (1 = as sharp as the real face; the model
-works at a smaller size, so the paste upscales), the colour error (mean over channels of |mean of the output
-- mean of the truth| inside the true mask, 0-255), the seam error (mean |output - truth| on the 2 px ring
-just inside the pasted region's edge, `result.changed`, minus the same just outside it, 0-255: what the edge adds)
-and the map's IoU with the true mask at the photo's size (`result.mask`; the pasted region, grown over the rim, in
-the next column).
+Four rows: the map module's own mask (what `pipe(photo)` does), the true mask given as the user's mask (only the
+fill and the paste), and two references on the same faces: the masked input left as it is, and OpenCV's Telea
+inpainting given the true mask (issue 14's targets are set against it). Columns (means over the faces the detector
+found): PSNR and SSIM of the whole photo, PSNR in the mask's bounding box, the detail ratio in the true mask (1 =
+as sharp as the real face; the model works at a smaller size, so the paste upscales), the colour error (mean over
+channels of |mean of the output - mean of the truth| inside the true mask, 0-255), the seam error (mean |output -
+truth| on the 2 px ring just inside the pasted region's edge, `result.changed`, minus the same just outside it,
+0-255: what the edge adds) and the map's IoU with the true mask at the photo's size (`result.mask`; the pasted
+region, grown over the rim, in the next column).
 """
 
 import argparse
