@@ -49,6 +49,11 @@ def measure(output: np.ndarray, truth: np.ndarray, true_mask: np.ndarray, found:
             "pasted_iou": mask_metrics(pasted, true_mask)["iou"]}
 
 
+def outputs(result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A pipeline result as arrays: (the output photo, the mask found, the region pasted)."""
+    return np.asarray(result.image), np.asarray(result.mask) > 127, np.asarray(result.changed) > 127
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--faces", required=True, help="folder of clean face photos")
@@ -85,13 +90,11 @@ def main() -> None:
         if not found.faces:
             missed += 1
             continue
-        given = pipe(masked, mask=true_mask)
-        refused += not (np.asarray(given.mask) > 127).any()  # a drawn mask over the eyes is left unchanged
+        given = outputs(pipe(masked, mask=true_mask))
+        refused += not given[1].any()  # a drawn mask over the eyes is left unchanged
         nothing = np.zeros_like(true_mask)
         for name, (output, found_map, pasted) in zip(rows, (
-                (np.asarray(found.image), np.asarray(found.mask) > 127, np.asarray(found.changed) > 127),
-                (np.asarray(given.image), np.asarray(given.mask) > 127, np.asarray(given.changed) > 127),
-                (masked, nothing, nothing),
+                outputs(found), given, (masked, nothing, nothing),
                 (inpaint(masked, true_mask, "telea"), true_mask, true_mask))):
             rows[name].append(measure(output, truth, true_mask, found_map, pasted))
     n = len(rows["map module's mask"])
