@@ -7,8 +7,9 @@ import torch
 from PIL import Image
 
 from unmask_hf import UnmaskPipeline
-from unmask_hf.faces import BELOW_ANCHOR, BELOW_ZOOM, align_face
-from unmask_hf.pipeline import MAP_DILATION, native_bf16_cpu
+from unmask_hf.faces import BELOW_ANCHOR, BELOW_ZOOM, TEMPLATE_LANDMARKS, align_face
+from unmask_hf.pipeline import MAP_DILATION, MAP_TOP, native_bf16_cpu
+from unmask_hf.synth import HIGH_RAISE, WORLD_STYLES, render_mask
 from unmask_hf.io import images_to_tensor, load_image
 from unmask_hf.viz import overlay_mask
 
@@ -323,6 +324,23 @@ def test_drawn_mask_empty_or_over_the_whole_face_changes_nothing(tiny_pipeline, 
         assert not tiny_pipeline(astronaut_rgb, aligned=True, mask=high).notes
 
 
+def test_the_map_stops_above_the_eyes(tiny_pipeline, monkeypatch):
+    # What the map module marks above the eye line (a cap, hair, sunglasses) is no face mask and is not filled.
+    monkeypatch.setattr(tiny_pipeline.map_generator, "probability", lambda crops: torch.ones_like(crops[:, :1]))
+    x = torch.zeros(2, 3, 64, 64)
+    top = round(MAP_TOP * 64)
+    maps = tiny_pipeline.predict_maps(x)
+    assert not maps[..., :top, :].any() and maps[..., top:, :].all()
+    assert tiny_pipeline.predict_maps(x, top=0).all()
+    assert MAP_TOP < TEMPLATE_LANDMARKS[:2, 1].min() - 0.03  # the eyes themselves are below the cut
+    # The renderer's masks worn highest reach it only with a respirator's strap pixel or two.
+    face = np.full((128, 128, 3), 150, np.uint8)
+    for style in WORLD_STYLES:
+        for seed in range(3):
+            mask = render_mask(face, seed, style, raise_by=HIGH_RAISE[1]).mask > 127
+            assert mask[:round(MAP_TOP * 128)].sum() <= 0.002 * mask.sum()
+
+
 def test_a_face_without_a_mask_is_left_as_it_is(tiny_pipeline, astronaut_rgb, monkeypatch):
     monkeypatch.setattr(tiny_pipeline, "predict_maps", lambda crops: torch.zeros_like(crops[:, :1]))
     for aligned in (False, True):
@@ -334,9 +352,12 @@ def test_a_face_without_a_mask_is_left_as_it_is(tiny_pipeline, astronaut_rgb, mo
 NAVY, RED = np.array([30, 40, 110]), np.array([200, 30, 30])
 
 
-def colour_maps(*colours):
-    """A stand-in map module: marks the crop pixels of any of these colours."""
-    def predict_maps(crops):
+def colour_maps(*colours, tops=None):
+    """A stand-in map module: marks the crop pixels of any of these colours (`tops` collects the eye-line cut each
+    call asks for; the stand-in marks above it too)."""
+    def predict_maps(crops, top=MAP_TOP):
+        if tops is not None:
+            tops.append(top)
         near = [(crops - torch.tensor(c / 127.5 - 1, dtype=crops.dtype).view(1, 3, 1, 1)).abs().amax(1, keepdim=True) < 0.1
                 for c in colours]
         return torch.stack(near).any(0).to(crops.dtype)
@@ -373,13 +394,15 @@ def test_a_mask_hanging_below_the_face_s_crop_is_filled_below_it(tiny_pipeline, 
     photo = astronaut_rgb.copy()
     photo[140:240, 180:275] = NAVY
     photo[240:340, 150:300] = RED
-    monkeypatch.setattr(tiny_pipeline, "predict_maps", colour_maps(NAVY, RED))
+    tops = []
+    monkeypatch.setattr(tiny_pipeline, "predict_maps", colour_maps(NAVY, RED, tops=tops))
     filled = []  # what the editor is asked to fill: the face's crop, then the crop reaching lower
     generate = tiny_pipeline.edit_generator.generate
     monkeypatch.setattr(tiny_pipeline.edit_generator, "generate",
                         lambda image, region: filled.append((image, region)) or generate(image, region))
     result = tiny_pipeline(photo)
     assert len(filled) == 2
+    assert tops == [MAP_TOP, pytest.approx(BELOW_ANCHOR + (MAP_TOP - BELOW_ANCHOR) / BELOW_ZOOM)]  # its eyes sit higher
     lower, hole = filled[1]
     shirt = colour_maps(RED)(lower) > 0
     assert shirt.sum() > 100 and hole.sum() > 0 and not hole[shirt].any()  # the shirt is context, not filled

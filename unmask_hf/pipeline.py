@@ -34,6 +34,10 @@ from .models.hub import WEIGHTS_NAME, HubModule, resolve_weights
 from .viz import overlay_mask
 
 MAP_DILATION = 2  # pixels at the model's working size; see _assemble
+# No face mask reaches above the eyes: the map module's pixels above this row of the aligned crop (the template's eye
+# line less a fifth of the eye distance, as a fraction of the side) are caps, hair or sunglasses. Rendered masks worn
+# high (synth.HIGH_RAISE) stay below it; respirator straps cross it at the crop's sides on 3 % of them, by 0.1 px.
+MAP_TOP = float(TEMPLATE_LANDMARKS[:2, 1].mean() - 0.2 * (TEMPLATE_LANDMARKS[1, 0] - TEMPLATE_LANDMARKS[0, 0]))
 BELOW_OVERLAP = 3  # crop pixels by which the fill below a face reaches under the face's own fill (see _below_part)
 # The map below a face's crop keeps only pixels coloured like the mask where it leaves the crop (its last EDGE_ROWS
 # rows): within BELOW_COLOUR times the spread of those colours (capped, plus a floor for a plain mask) of their
@@ -244,12 +248,14 @@ class UnmaskPipeline:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     @torch.inference_mode()
-    def predict_maps(self, crops: torch.Tensor) -> torch.Tensor:
-        """Aligned crops N×3×S×S in [-1, 1] → binary maps N×1×S×S in {0, 1} (1 = mask pixel), specks removed."""
+    def predict_maps(self, crops: torch.Tensor, top: float = MAP_TOP) -> torch.Tensor:
+        """Aligned crops N×3×S×S in [-1, 1] → binary maps N×1×S×S in {0, 1} (1 = mask pixel): nothing above the
+        row `top` (a fraction of the side), specks removed."""
         crops = crops.to(self.device)
         with self.autocast():
-            probability = self.map_generator.probability(crops)
-        return clean_maps((probability > self.threshold).to(crops.dtype))
+            found = self.map_generator.probability(crops) > self.threshold
+        found[..., : round(top * found.shape[-2]), :] = False
+        return clean_maps(found.to(crops.dtype))
 
     def fill_inputs(self, crops: torch.Tensor, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For predicted maps N×1×S×S: (the regions the editor fills, the maps grown by `map_growth` px; the crops
@@ -460,7 +466,9 @@ class UnmaskPipeline:
             return None
         matrix = below_matrix(crop.matrix, self.image_size)
         lower = warp_face(np.asarray(photo), matrix, self.image_size).crop
-        lower_map = self.predict_maps(images_to_tensor([lower]).to(self.device))[0, 0].cpu().numpy() > 0.5
+        zoom = below_zoom(self.image_size)  # face crop → this crop: its eyes sit higher
+        top = (zoom[1, 1] * MAP_TOP * self.image_size + zoom[1, 2]) / self.image_size
+        lower_map = self.predict_maps(images_to_tensor([lower]).to(self.device), top)[0, 0].cpu().numpy() > 0.5
         part, above_edge = _below_part(region, crop.crop, lower_map, lower)
         # Empty, or still running off this crop's bottom: what hangs that low is a scarf, a hand or a mask cut by the
         # photo's edge, with no chin or neck below it to fill towards (the dev photos: a skin patch on a bandana, a
