@@ -161,6 +161,21 @@ def test_sample_occluders_are_opt_in():
     assert TrainConfig(occluder_fraction=0.3).synth_options["occluder_probability"] == 0.3
     with pytest.raises(ValueError, match="occluder_fraction"):
         TrainConfig(occluder_fraction=-0.1)
+    # One kind only (train/configs/map_sunglasses_cpu.yaml): every occluder drawn is then that kind.
+    assert TrainConfig(occluders=["glasses"]).synth_options["occluders"] == ("glasses",)
+    assert TrainConfig().synth_options["occluders"] == OCCLUDERS
+    for bad in (["scarf"], []):
+        with pytest.raises(ValueError, match="occluders"):
+            TrainConfig(occluders=bad)
+    eyes = np.rint(TEMPLATE_LANDMARKS[:2] * 96).astype(int)
+    sunglasses = 0
+    for seed in range(8):
+        plain = np.asarray(make_sample(image, seed, 96)["image"]).astype(int)
+        photo = np.asarray(make_sample(image, seed, 96, occluder_probability=1.0, occluders=("glasses",))["image"]).astype(int)
+        changed_rows = np.flatnonzero((photo != plain).any((1, 2)))
+        assert changed_rows.size and changed_rows.max() < TEMPLATE_LANDMARKS[3:, 1].min() * 96  # at the eyes, not the mouth
+        sunglasses += all(photo[y - 1:y + 2, x - 1:x + 2].max() < 80 for x, y in eyes)  # dark lenses over both eyes
+    assert 0 < sunglasses < 8
 
 
 def test_masks_worn_high_reach_further_up_the_nose():

@@ -734,6 +734,8 @@ def add_collar(face: np.ndarray, rng: np.random.Generator, landmarks: np.ndarray
 SKIN_PROBE = np.array([[-0.45, 0.55], [0.45, 0.55], [0.0, 0.4], [-0.3, 0.75], [0.3, 0.75]])  # cheeks and nose of the bare photo
 HAIR_COLORS = [(20, 16, 14), (42, 30, 22), (70, 48, 30), (110, 80, 50), (180, 150, 100), (120, 120, 118)]
 FRAME_COLORS = [(18, 18, 20), (40, 32, 28), (90, 60, 40), (150, 150, 155), (190, 170, 120)]
+LENS_COLORS = [(12, 12, 14), (28, 30, 26), (40, 28, 22), (22, 28, 44), (60, 50, 40)]  # sunglasses: frame and lens
+SUNGLASSES_SHARE = 1 / 3
 OCCLUDERS = ("hand", "glasses", "cap", "hair")
 
 
@@ -769,20 +771,24 @@ def _hand(rng: np.random.Generator, skin: np.ndarray) -> tuple[list, np.ndarray]
 
 
 def _glasses(rng: np.random.Generator) -> tuple[list, np.ndarray]:
-    """Spectacle frames: two rims, a bridge over the nose (often over the mask's top edge) and the temples."""
+    """Spectacle frames: two rims, a bridge over the nose (often over the mask's top edge) and the temples; a third
+    are sunglasses, larger, with dark lenses (on real photos the map took their lower halves for a dark mask)."""
+    sunglasses = rng.random() < SUNGLASSES_SHARE
     half_w, half_h, y = rng.uniform(0.3, 0.42), rng.uniform(0.18, 0.27), rng.uniform(-0.02, 0.08)
+    if sunglasses:
+        half_w, half_h, y = half_w * 1.2, half_h * 1.8, y + 0.05
     width = rng.uniform(0.025, 0.07)
     a = np.linspace(0, 2 * np.pi, 28)
     shapes = []
     for cx in (-0.5, 0.5):
         rim = np.stack([cx + half_w * np.sign(np.cos(a)) * np.abs(np.cos(a)) ** 0.6,
                         y + half_h * np.sign(np.sin(a)) * np.abs(np.sin(a)) ** 0.6], 1)
-        shapes.append((rim, width))
+        shapes.append((rim, None if sunglasses else width))
         outer = cx + np.sign(cx) * half_w
         shapes.append((np.array([[outer, y - 0.5 * half_h], [np.sign(cx) * 1.6, y - 0.1]]), width))
     shapes.append((np.array([[-0.5 + half_w, y - 0.2 * half_h], [0.0, y - 0.35 * half_h], [0.5 - half_w, y - 0.2 * half_h]]),
                    width))
-    return shapes, _jitter_color(rng, _pick(rng, FRAME_COLORS), 6)
+    return shapes, _jitter_color(rng, _pick(rng, LENS_COLORS if sunglasses else FRAME_COLORS), 6)
 
 
 def _cap(rng: np.random.Generator) -> tuple[list, np.ndarray]:
@@ -890,15 +896,15 @@ def _jpeg(image: np.ndarray, quality: int) -> Image.Image:
 def make_sample(face: np.ndarray | Image.Image, seed: int, size: int, style: str | None = None,
                 styles: Sequence[str] = MASK_STYLES, hard_negative_probability: float = 0.0,
                 degrade_probability: float = 0.0, occluder_probability: float = 0.0,
-                high_probability: float = 0.0) -> dict:
+                occluders: Sequence[str] = OCCLUDERS, high_probability: float = 0.0) -> dict:
     """One training example: the face centre-cropped square, resized to size×size, wearing a seeded random mask.
 
     Returns {"image": ground truth, "masked": face with mask, "mask": 'L' map 0/255, "mask_style": str}.
     The dataset builder and on-the-fly training both call this, so both give the same kind of sample.
     Options (off by default, drawn from a second stream so a seed's mask is the same with or without them):
     `hard_negative_probability`: a collar in mask-like colours under the chin, part of the photo, not the map;
-    `occluder_probability`: a hand, glasses, a cap or hair in front of the mask (`add_occluder`), part of the photo,
-    not the map;
+    `occluder_probability`: a hand, glasses, a cap or hair in front of the mask (`add_occluder`; one of `occluders`),
+    part of the photo, not the map;
     `high_probability`: the mask worn high, its top edge raised by up to `HIGH_RAISE` (on real photos masks often
     reach higher up the nose than the renderer's usual placement);
     `degrade_probability`: `degrade` applied to the photo and the masked face alike, then the masked face takes
@@ -922,7 +928,7 @@ def make_sample(face: np.ndarray | Image.Image, seed: int, size: int, style: str
     rendered = render_mask(photo, seed, style, styles=styles, raise_by=raise_by)
     masked, mask = rendered.masked, rendered.mask
     if occluder_probability > 0 and options.random() < occluder_probability:  # no draw when off: streams unchanged
-        photo, masked, mask = add_occluder(photo, masked, mask, options)
+        photo, masked, mask = add_occluder(photo, masked, mask, options, kind=_pick(options, occluders))
     if options.random() < degrade_probability:
         photo, masked = degrade([photo, masked], options)
         touched = mask == 255

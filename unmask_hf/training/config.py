@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 from ..losses import EditLossWeights
-from ..synth import MASK_STYLES, WORLD_STYLES
+from ..synth import MASK_STYLES, OCCLUDERS, WORLD_STYLES
 
 STAGES = ("map", "edit", "joint")
 RESUME_FIXED = ("image_size", "map_model", "edit_model", "whole_discriminator", "region_discriminator", "ema_decay",
@@ -97,6 +97,7 @@ class TrainConfig:
     hard_negative_fraction: float = 0.0
     degrade_fraction: float = 0.0
     occluder_fraction: float = 0.0  # a hand, glasses, a cap or hair in front of the mask (synth.add_occluder)
+    occluders: list[str] | None = None  # which of synth.OCCLUDERS those are drawn from (None: all)
     high_fraction: float = 0.0  # masks worn high, up the nose bridge (synth.make_sample's high_probability)
 
     log_every: int = 50
@@ -124,6 +125,9 @@ class TrainConfig:
                      "tight_fraction", "high_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        unknown = sorted(set(self.occluders or ()) - set(OCCLUDERS))
+        if unknown or self.occluders == []:
+            raise ValueError(f"occluders: unknown or none {unknown} (known: {list(OCCLUDERS)})")
         for name in ("mask_styles", "held_out_styles"):
             unknown = sorted(set(getattr(self, name) or ()) - set(WORLD_STYLES))
             if unknown:
@@ -160,7 +164,7 @@ class TrainConfig:
         """Keyword arguments for `synth.make_sample` when training samples are rendered on the fly."""
         return {"styles": self.train_styles, "hard_negative_probability": self.hard_negative_fraction,
                 "degrade_probability": self.degrade_fraction, "occluder_probability": self.occluder_fraction,
-                "high_probability": self.high_fraction}
+                "occluders": tuple(self.occluders or OCCLUDERS), "high_probability": self.high_fraction}
 
     @property
     def edit_loss_weights(self) -> EditLossWeights:
