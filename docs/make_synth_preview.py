@@ -1,5 +1,5 @@
 """Writes docs/images/synth_preview.png (every default mask style) and docs/images/synth_world_preview.png (the
-opt-in families, hard negatives: a collar, a hand, glasses, a cap, hair; a degraded sample) on scikit-image's
+opt-in families, hard negatives: a collar, a hand, glasses, sunglasses, a cap, hair; a degraded sample) on scikit-image's
 public-domain astronaut photo.
 
     python docs/make_synth_preview.py
@@ -24,7 +24,8 @@ from unmask_hf.viz import image_grid  # noqa: E402
 SIZE = 160
 SEEDS = {"surgical": (3, 2), "cloth": (1, 6), "n95": (3, 2), "kn95": (0, 3), "gaiter": (1, 5)}  # two looks per style
 WORLD_SEEDS = {"printed": (12, 2, 4), "knit": (0, 4), "respirator": (1, 5), "bandana": (3, 6)}
-OCCLUDER_SEEDS = {"hand": 0, "glasses": 1, "cap": 2, "hair": 3}
+OCCLUDER_SEEDS = {"hand": ("hand", 0), "glasses": ("glasses", 1), "sunglasses": ("glasses", 2), "cap": ("cap", 2),
+                  "hair": ("hair", 3)}
 
 
 def sheet(crop, cells, path: Path) -> None:
@@ -51,8 +52,8 @@ if __name__ == "__main__":
                            ("degraded", {"degrade_probability": 1.0})):
         sample = make_sample(crop, 7, SIZE, "cloth", **options)
         cells.append((label, np.asarray(sample["masked"]), np.asarray(sample["mask"])))
-    for kind, seed in OCCLUDER_SEEDS.items():  # in front of the mask: in the photo, out of the map
+    for label, (kind, seed) in OCCLUDER_SEEDS.items():  # in front of the mask: in the photo, out of the map
         out = render_mask(crop, seed, "surgical" if kind == "hand" else "cloth")
         _, masked, mask = add_occluder(crop, out.masked, out.mask, np.random.default_rng(seed), kind=kind)
-        cells.append((f"{kind} (not in map)", masked, mask))
+        cells.append((f"{label} (not in map)", masked, mask))
     sheet(crop, cells, images / "synth_world_preview.png")
