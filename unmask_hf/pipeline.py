@@ -466,8 +466,8 @@ class UnmaskPipeline:
             return None
         matrix = below_matrix(crop.matrix, self.image_size)
         lower = warp_face(np.asarray(photo), matrix, self.image_size).crop
-        zoom = below_zoom(self.image_size)  # face crop → this crop: its eyes sit higher
-        top = (zoom[1, 1] * MAP_TOP * self.image_size + zoom[1, 2]) / self.image_size
+        zoom = below_zoom(1)  # face crop → this crop, in fractions of the side: its eyes sit higher
+        top = zoom[1, 1] * MAP_TOP + zoom[1, 2]
         lower_map = self.predict_maps(images_to_tensor([lower]).to(self.device), top)[0, 0].cpu().numpy() > 0.5
         part, above_edge = _below_part(region, crop.crop, lower_map, lower)
         # Empty, or still running off this crop's bottom: what hangs that low is a scarf, a hand or a mask cut by the

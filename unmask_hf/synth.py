@@ -819,13 +819,13 @@ def _blur(alpha: np.ndarray, sigma: float) -> np.ndarray:
     return np.asarray(image.filter(ImageFilter.GaussianBlur(max(sigma, 0.5))), np.float32) / 255.0
 
 
-def add_occluder(photo: np.ndarray, masked: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-                 landmarks: np.ndarray | None = None, kind: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A hard negative in front of the mask: a hand, glasses, a cap or hair, drawn on the photo and on the masked
-    face alike. What it hides fully leaves the map; the pair stays identical outside the returned map."""
+def add_occluder(photo: np.ndarray, masked: np.ndarray, mask: np.ndarray, rng: np.random.Generator, kind: str,
+                 landmarks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A hard negative in front of the mask, `kind` of OCCLUDERS (a hand, glasses, a cap or hair), drawn on the photo
+    and on the masked face alike. What it hides fully leaves the map; the pair stays identical outside the returned
+    map."""
     h, w = photo.shape[:2]
     frame = _face_frame(_landmarks_or_template(landmarks, w, h))
-    kind = kind or _pick(rng, OCCLUDERS)
     if kind not in OCCLUDERS:
         raise ValueError(f"Unknown occluder {kind!r}; choose from {OCCLUDERS}")
     if kind == "hand":
