@@ -85,8 +85,8 @@ def test_defaults_unchanged_and_embedded_weights_load():
         assert {k: tuple(v.shape) for k, v in fresh.state_dict().items()} == {k: tuple(v.shape) for k, v in saved.items()}
         assert fresh.unet.bottleneck is None
     # The editor's output from the code before the variants (commit bfdb431, run on the embedded editor weights of
-    # 2026-12-07, the chunk on the sunglasses map's maps), on a fixed input: the forward is unchanged too (both generators share the
-    # U-Net; only the editor is pinned).
+    # 2026-12-07, the chunk on the sunglasses map's maps), on a fixed input: the forward is unchanged too (both
+    # generators share the U-Net; only the editor is pinned).
     x = torch.linspace(-1, 1, 3 * 128 * 128).reshape(1, 3, 128, 128)
     m = torch.zeros(1, 1, 128, 128)
     m[..., 70:120, 30:100] = 1
