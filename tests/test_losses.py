@@ -166,6 +166,18 @@ def test_map_loss():
     assert map_loss(torch.full_like(empty, -30.0), empty).item() < 1e-3  # no mask, none predicted
 
 
+def test_map_loss_mask_weight():
+    """mask_weight > 1 makes a missed mask pixel cost more than a spilled one, and leaves a perfect map at 0."""
+    target = torch.zeros(1, 1, 8, 8)
+    target[..., 4:, :] = 1
+    missed = torch.full_like(target, -2.0)  # nothing found: every mask pixel missed
+    spilled = torch.full_like(target, 2.0)  # everything found: every other pixel spilled
+    assert map_loss(missed, target, dice_weight=0).item() == pytest.approx(map_loss(spilled, target, dice_weight=0).item())
+    weighted = dict(dice_weight=0, mask_weight=3.0)
+    assert map_loss(missed, target, **weighted).item() > 2 * map_loss(spilled, target, **weighted).item()
+    assert map_loss((target * 2 - 1) * 30, target, mask_weight=3.0).item() < 1e-3
+
+
 def test_edit_generator_loss(vgg16_path):
     perceptual = PerceptualLoss(load_perceptual_network(vgg16_path))
     target = torch.rand(2, 3, 32, 32) * 2 - 1

@@ -376,7 +376,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.stage == "map":
             with accelerator.accumulate(trained_p):
                 masked, rim = paint_rims(masked, mask, cfg.map_rim_fraction, MAP_DILATION)
-                terms["map"] = map_loss(trained_p(masked, logits=True), mask + rim, dice_weight=cfg.dice_weight)
+                terms["map"] = map_loss(trained_p(masked, logits=True), mask + rim, dice_weight=cfg.dice_weight,
+                                        mask_weight=cfg.map_mask_weight)
                 accelerator.backward(terms["map"])
                 opt_g.step()
                 opt_g.zero_grad(set_to_none=True)

@@ -214,14 +214,17 @@ def generator_adversarial_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------- map module
 
 
-def map_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 1.0) -> torch.Tensor:
+def map_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 1.0,
+             mask_weight: float = 1.0) -> torch.Tensor:
     """BCE-with-logits plus soft Dice on sigmoid(logits); target in {0, 1}, shapes (N, 1, H, W).
 
     Dice counts the mask as a whole, so small masks are not drowned by the many background pixels of BCE.
     It is computed per image with +1 smoothing (an image without a mask and an empty prediction scores 0).
+    `mask_weight` > 1 weighs BCE on mask pixels that much more than on the rest: a missed mask pixel costs more
+    than a spilled one (real photos' masks are missed more often than rendered ones, see README).
     """
     logits, target = logits.float(), target.float()
-    bce = F.binary_cross_entropy_with_logits(logits, target)
+    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=logits.new_tensor(mask_weight))
     p = torch.sigmoid(logits).flatten(1)
     t = target.flatten(1)
     dice = 1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)

@@ -51,6 +51,7 @@ class TrainConfig:
     region_discriminator: dict = field(default_factory=lambda: {"base_channels": 32, "layers": 3, "region_size": 64})
     loss_weights: dict = field(default_factory=dict)  # EditLossWeights fields; missing ones keep their defaults
     dice_weight: float = 1.0
+    map_mask_weight: float = 1.0  # map: BCE weight of mask pixels against the rest (losses.map_loss's mask_weight)
 
     batch_size: int = 32  # per device, per step
     grad_accum: int = 1
@@ -119,6 +120,8 @@ class TrainConfig:
             raise ValueError(f"map_growth must be >= 0, got {self.map_growth}")
         if self.align_jitter < 0:
             raise ValueError(f"align_jitter must be >= 0, got {self.align_jitter}")
+        if self.map_mask_weight <= 0:
+            raise ValueError(f"map_mask_weight must be > 0, got {self.map_mask_weight}")
         if self.rim_fraction > 0 and not self.loss_on_paste:
             raise ValueError("rim_fraction needs loss_on_paste: true (the painted rim must lie inside the pasted region)")
         for name in ("hard_negative_fraction", "degrade_fraction", "occluder_fraction", "rim_fraction", "map_rim_fraction",
