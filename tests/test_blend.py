@@ -5,7 +5,7 @@ import pytest
 from PIL import Image, ImageFilter
 from skimage.data import astronaut
 
-from unmask_hf.blend import blend_patch, dilate, erode, membrane, window_around
+from unmask_hf.blend import blend_patch, dilate, erode, membrane, single_tone, to_tone, window_around
 from unmask_hf.metrics import detail_ratio
 
 
@@ -102,3 +102,21 @@ def test_window_around_is_the_region_s_box_grown_and_clipped_to_the_image():
     assert window_around(region, 0) == (slice(5, 9), slice(12, 20))
     assert window_around(region, 3) == (slice(2, 12), slice(9, 23))
     assert window_around(region, 10) == (slice(0, 19), slice(2, 30))
+
+
+def test_single_tone_finds_black_and_white_photos_only(skin):
+    grey = np.repeat(np.asarray(Image.fromarray(skin).convert("L"))[..., None], 3, axis=2)
+    assert np.abs(single_tone(grey)).max() < 0.01
+    tinted = np.clip(grey.astype(np.int16) + (6, 0, -8), 0, 255).astype(np.uint8)  # an evenly tinted (cool) print
+    cb, cr = single_tone(tinted)
+    assert cb < -3 and cr > 2
+    assert single_tone(skin) is None and single_tone(astronaut()) is None
+
+
+def test_to_tone_keeps_brightness_and_sets_the_tone(skin):
+    tone = np.array([-5.0, 3.0], dtype=np.float32)
+    toned = to_tone(skin, tone)
+    luma = lambda x: x.astype(np.float32) @ np.array([0.299, 0.587, 0.114])  # noqa: E731
+    inside = (skin.min(-1) > 10) & (skin.max(-1) < 245)  # no clipping at black or white
+    assert np.abs(luma(toned) - luma(skin))[inside].max() <= 1
+    assert np.abs(single_tone(toned) - tone).max() < 0.6

@@ -349,6 +349,23 @@ def test_a_face_without_a_mask_is_left_as_it_is(tiny_pipeline, astronaut_rgb, mo
         assert len(result.faces) == 1 and any("No face mask found on the face" in n for n in result.notes)
 
 
+def test_a_black_and_white_photo_stays_black_and_white(tiny_pipeline, astronaut_rgb):
+    # The (untrained) editor paints colours; on a greyscale photo what changed is grey too, the rest untouched.
+    grey = np.repeat(np.asarray(Image.fromarray(astronaut_rgb).convert("L"))[..., None], 3, axis=2)
+    mask = np.zeros(grey.shape[:2], dtype=np.uint8)
+    mask[150:200, 185:270] = 255
+    for photo in (grey, astronaut_rgb):
+        for aligned in (True, False):
+            result = tiny_pipeline(photo, aligned=aligned, mask=Image.fromarray(mask))
+            out, changed = np.asarray(result.image).astype(np.int16), np.asarray(result.changed) > 0
+            spread = (out.max(-1) - out.min(-1))[changed]
+            assert changed.any() and np.array_equal(out[~changed], photo[~changed])
+            if photo is grey:
+                assert spread.max() <= 1
+            else:
+                assert spread.mean() > 10  # a colour photo keeps the colours the editor made
+
+
 NAVY, RED = np.array([30, 40, 110]), np.array([200, 30, 30])
 
 

@@ -9,6 +9,8 @@
   the mask or on skin the model redrew (benchmarks/photo_fill.py, numbers in the README).
 - The grain. The models work at 128 px, so a patch upscaled to a 300-500 px face is smoother than the photo:
   Gaussian grain brings its fine-detail level up to that of the visible skin around it.
+- The tone. The models paint skin colour; in a black-and-white (or evenly tinted) photo the pipeline gives what
+  it changed the photo's own single tone instead, keeping its brightness (`single_tone`, `to_tone`).
 """
 
 import numpy as np
@@ -23,6 +25,14 @@ MAX_DIFFERENCE = 40.0
 # speckle on JPEG-noisy photos of the real-photo contact sheet.
 GRAIN_SHARE, MAX_GRAIN = 0.7, 4.0
 FEATHER = 0.015  # of the face crop's side: the blur that feathers a predicted map's edge inward
+# YCbCr (JPEG's): the luma row, the two chroma rows, and chroma back to RGB offsets.
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+CHROMA = np.array([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float32)
+CHROMA_TO_RGB = np.array([[0.0, 1.402], [-0.344136, -0.714136], [1.772, 0.0]], dtype=np.float32)
+# Mean distance (grey levels) of a photo's chroma from its median under which the photo is one tone. Among the 400
+# real dev photos: 0.00 for the two greyscale ones, 0.45 for a black-and-white cartoon print; 0.78 and up for the
+# rest (a desaturated photo whose skin keeps a little colour, then the colour photos).
+MONOCHROME_SPREAD = 0.5
 
 
 def _skin_band(face_size: float) -> int:
@@ -95,8 +105,7 @@ def _spread(values: np.ndarray) -> float:
 
 def _add_grain(patch: np.ndarray, original: np.ndarray, region: np.ndarray, skin: np.ndarray, seed: int) -> np.ndarray:
     """The patch plus luminance noise that lifts its fine detail inside `region` to that of `original` on `skin`."""
-    luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    target, current = _spread(_fine_detail(original @ luma)[skin]), _spread(_fine_detail(patch @ luma)[region])
+    target, current = _spread(_fine_detail(original @ LUMA)[skin]), _spread(_fine_detail(patch @ LUMA)[region])
     # White noise looks coarser than real skin texture of the same spread, so it fills the gap only partly.
     missing = min(GRAIN_SHARE * np.sqrt(max(target**2 - current**2, 0.0)), MAX_GRAIN)
     if missing < 0.5:  # grey levels: rounding to uint8 would hide it anyway
@@ -136,3 +145,18 @@ def blend_patch(photo: np.ndarray, patch: np.ndarray, region: np.ndarray, face_s
         out = _add_grain(out, original, region, visible & dilate(region, _skin_band(face_size)), seed)
     blended = alpha[..., None] * np.clip(out, 0, 255) + (1 - alpha[..., None]) * original
     return np.where(region[..., None], np.round(blended), original).astype(np.uint8)
+
+
+def single_tone(photo: np.ndarray) -> np.ndarray | None:
+    """The chroma (Cb, Cr) of an H×W×3 uint8 photo that is all one tone (black and white, or evenly tinted), else
+    None."""
+    step = max(1, int(np.sqrt(photo.shape[0] * photo.shape[1] / 20_000)))  # a sample: a median of 1 MP is slow
+    chroma = photo[::step, ::step].reshape(-1, 3).astype(np.float32) @ CHROMA.T
+    tone = np.median(chroma, axis=0)
+    return tone if np.abs(chroma - tone).mean() < MONOCHROME_SPREAD else None
+
+
+def to_tone(pixels: np.ndarray, tone: np.ndarray) -> np.ndarray:
+    """uint8 RGB pixels (any shape ×3) with their brightness kept and their chroma set to `tone` (Cb, Cr)."""
+    toned = (pixels.astype(np.float32) @ LUMA)[..., None] + CHROMA_TO_RGB @ tone
+    return np.clip(np.round(toned), 0, 255).astype(np.uint8)

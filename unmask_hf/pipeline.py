@@ -21,7 +21,7 @@ from huggingface_hub import HfApi, ModelCard, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 from PIL import Image
 
-from .blend import blend_patch, dilate
+from .blend import blend_patch, dilate, single_tone, to_tone
 from .faces import (BOTTOM_TOUCH, TEMPLATE_LANDMARKS, DetectedFace, FaceDetector, align_face, below_matrix, below_zoom,
                     crop_scale, map_to_photo, marked_face, paste_back, reaches_below, refine_landmarks, warp_face)
 from .model_card import render_model_card
@@ -451,6 +451,9 @@ class UnmaskPipeline:
         if user_mask is not None and pieces:  # the user's mask is the contract: nothing outside it changes
             out = np.where(user_mask[..., None], out, original)
             found_mask = changed = user_mask
+        tone = single_tone(original)
+        if tone is not None:  # a black-and-white photo stays black and white (the models paint skin colour)
+            out = np.where(changed[..., None], to_tone(out, tone), out)
         mask = Image.fromarray(found_mask.astype(np.uint8) * 255)
         return UnmaskResult(Image.fromarray(out), mask, overlay_mask(photo, mask), faces,
                             Image.fromarray(changed.astype(np.uint8) * 255), notes)
