@@ -111,6 +111,10 @@ def test_single_tone_finds_black_and_white_photos_only(skin):
     cb, cr = single_tone(tinted)
     assert cb < -3 and cr > 2
     assert single_tone(skin) is None and single_tone(astronaut()) is None
+    # a coloured face mask in a black-and-white photo: the mask being replaced is left out
+    masked = grey.copy()
+    masked[90:170, 50:150] = (200, 90, 160)
+    assert single_tone(masked) is None and np.abs(single_tone(masked, region())).max() < 0.01
 
 
 def test_to_tone_keeps_brightness_and_sets_the_tone(skin):

@@ -350,8 +350,10 @@ def test_a_face_without_a_mask_is_left_as_it_is(tiny_pipeline, astronaut_rgb, mo
 
 
 def test_a_black_and_white_photo_stays_black_and_white(tiny_pipeline, astronaut_rgb):
-    # The (untrained) editor paints colours; on a greyscale photo what changed is grey too, the rest untouched.
+    # The (untrained) editor paints colours; on a greyscale photo (with a pink mask) what changed is grey too, the
+    # rest untouched.
     grey = np.repeat(np.asarray(Image.fromarray(astronaut_rgb).convert("L"))[..., None], 3, axis=2)
+    grey[150:200, 185:270] = (220, 110, 170)
     mask = np.zeros(grey.shape[:2], dtype=np.uint8)
     mask[150:200, 185:270] = 255
     for photo in (grey, astronaut_rgb):

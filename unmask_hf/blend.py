@@ -30,8 +30,9 @@ LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 CHROMA = np.array([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float32)
 CHROMA_TO_RGB = np.array([[0.0, 1.402], [-0.344136, -0.714136], [1.772, 0.0]], dtype=np.float32)
 # Mean distance (grey levels) of a photo's chroma from its median under which the photo is one tone. Among the 400
-# real dev photos: 0.00 for the two greyscale ones, 0.45 for a black-and-white cartoon print; 0.78 and up for the
-# rest (a desaturated photo whose skin keeps a little colour, then the colour photos).
+# real dev photos, outside what the pipeline changed: 0.00 and 0.01 for the two greyscale ones, 0.24 for a
+# greyscale one with a pink mask, 0.47 for a black-and-white cartoon print; 0.75 and up for the rest (a
+# desaturated photo whose skin keeps a little colour, then the colour photos).
 MONOCHROME_SPREAD = 0.5
 
 
@@ -147,11 +148,17 @@ def blend_patch(photo: np.ndarray, patch: np.ndarray, region: np.ndarray, face_s
     return np.where(region[..., None], np.round(blended), original).astype(np.uint8)
 
 
-def single_tone(photo: np.ndarray) -> np.ndarray | None:
+def single_tone(photo: np.ndarray, ignore: np.ndarray | None = None) -> np.ndarray | None:
     """The chroma (Cb, Cr) of an H×W×3 uint8 photo that is all one tone (black and white, or evenly tinted), else
-    None."""
+    None. Pixels in `ignore` (H×W bool: the face mask being replaced, which may be coloured in a black-and-white
+    photo) and next to it are left out."""
     step = max(1, int(np.sqrt(photo.shape[0] * photo.shape[1] / 20_000)))  # a sample: a median of 1 MP is slow
-    chroma = photo[::step, ::step].reshape(-1, 3).astype(np.float32) @ CHROMA.T
+    pixels = photo[::step, ::step].reshape(-1, 3)
+    if ignore is not None:
+        pixels = pixels[~dilate(ignore[::step, ::step], 1).ravel()]
+    if not len(pixels):
+        return None
+    chroma = pixels.astype(np.float32) @ CHROMA.T
     tone = np.median(chroma, axis=0)
     return tone if np.abs(chroma - tone).mean() < MONOCHROME_SPREAD else None
 

@@ -451,7 +451,7 @@ class UnmaskPipeline:
         if user_mask is not None and pieces:  # the user's mask is the contract: nothing outside it changes
             out = np.where(user_mask[..., None], out, original)
             found_mask = changed = user_mask
-        tone = single_tone(original)
+        tone = single_tone(original, changed)
         if tone is not None:  # a black-and-white photo stays black and white (the models paint skin colour)
             out = np.where(changed[..., None], to_tone(out, tone), out)
         mask = Image.fromarray(found_mask.astype(np.uint8) * 255)
