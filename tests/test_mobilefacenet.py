@@ -10,7 +10,7 @@ from skimage.data import astronaut
 
 from unmask_hf.faces import TEMPLATE_LANDMARKS, similarity_matrix
 from unmask_hf.models import MapGenerator, with_face_features
-from unmask_hf.models.mobilefacenet import (ARCFACE_LANDMARKS, ARCFACE_SIZE, FaceEmbedder, MobileFaceNet,
+from unmask_hf.models.mobilefacenet import (ARCFACE_LANDMARKS, ARCFACE_SIZE, MobileFaceNet,
                                             crop_to_arcface_theta, load_face_embedder)
 
 

@@ -375,7 +375,8 @@ def test_several_face_folders_are_split_each_as_alone(tmp_path):
 
     from unmask_hf.training.sources import open_sources
 
-    first, second = make_face_folder(tmp_path / "a" / "faces"), make_face_folder(tmp_path / "b" / "faces", count=9)
+    first = make_face_folder(tmp_path / "a" / "faces")
+    make_face_folder(tmp_path / "b" / "faces", count=9)
     shutil.copy(first, tmp_path / "ids.csv")  # one identities file for both (the second folder's names repeat)
     args = lambda *folders: argparse.Namespace(dataset=None, faces=list(folders), identities=tmp_path / "ids.csv",
                                                val_fraction=0.2)

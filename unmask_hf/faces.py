@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageFilter
+from PIL import Image
 from safetensors.torch import load_file
 from torch import nn
 from torchvision.ops import nms, roi_align
