@@ -5,7 +5,6 @@
 
 from pathlib import Path
 
-
 from unmask_hf import UnmaskPipeline
 from unmask_hf.viz import image_grid
 

@@ -453,7 +453,7 @@ class UnmaskPipeline:
             found_mask = changed = user_mask
         tone = single_tone(original, changed)
         if tone is not None:  # a black-and-white photo stays black and white (the models paint skin colour)
-            out = np.where(changed[..., None], to_tone(out, tone), out)
+            out[changed] = to_tone(out[changed], tone)
         mask = Image.fromarray(found_mask.astype(np.uint8) * 255)
         return UnmaskResult(Image.fromarray(out), mask, overlay_mask(photo, mask), faces,
                             Image.fromarray(changed.astype(np.uint8) * 255), notes)
