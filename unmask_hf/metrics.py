@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from unmask_hf import losses
-from unmask_hf.blend import erode, window_around
+from unmask_hf.blend import LUMA, erode, window_around
 
 SAME_PERSON_THRESHOLD = 0.6  # dlib's documented decision threshold for its 128-D face descriptors
 
@@ -61,7 +61,7 @@ def ssim(a, b) -> float:
 def _laplacian(image: np.ndarray) -> np.ndarray:
     """4-neighbour Laplacian of the image's luminance (H-2)x(W-2), 'valid' positions only."""
     y = _image(image).astype(np.float64)
-    y = y[..., :3] @ np.array([0.299, 0.587, 0.114]) if y.shape[2] >= 3 else y[..., 0]
+    y = y[..., :3] @ LUMA.astype(np.float64) if y.shape[2] >= 3 else y[..., 0]
     return y[:-2, 1:-1] + y[2:, 1:-1] + y[1:-1, :-2] + y[1:-1, 2:] - 4 * y[1:-1, 1:-1]
 
 

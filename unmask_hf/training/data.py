@@ -17,6 +17,7 @@ from datasets.distributed import split_dataset_by_node
 from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
 
+from ..blend import LUMA
 from ..io import load_image
 from ..models.edit_generator import grow_map
 from ..synth import make_sample
@@ -34,7 +35,7 @@ def jitter_colors(images: list[np.ndarray], rng: np.random.Generator, amount: fl
     for image in images:
         x = image.astype(np.float32) * brightness
         x = (x - pivot * brightness) * contrast + pivot * brightness
-        gray = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        gray = x @ LUMA
         x = gray[..., None] + (x - gray[..., None]) * saturation
         out.append(np.clip(x + 0.5, 0, 255).astype(np.uint8))
     return out
