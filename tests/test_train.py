@@ -203,6 +203,28 @@ def test_map_stage_adds_face_features_to_an_init_map_module(tmp_path, faces):
     assert missing.returncode != 0 and "face_features" in missing.stderr and "--identity-weights" in missing.stderr
 
 
+def test_new_editor_of_another_design_beside_an_init_map_module(tmp_path, faces, vgg):
+    """--new-editor: the init's map module is kept exactly, the editor is a new one of the config's design (here
+    gated), saved as that design; without --init, or for the map stage, the run stops with a clear error."""
+    folder, _ = faces
+    base = ["--faces", str(folder), "--max-steps", "2", "--perceptual-weights", vgg]
+    train("--stage", "map", *base, "--output-dir", str(tmp_path / "map"))
+    config = tmp_path / "gated.yaml"
+    config.write_text(Path(SMOKE).read_text().replace("edit_model: {base_channels: 4, max_channels: 8, depth: 3",
+                                                      "edit_model: {base_channels: 4, max_channels: 8, depth: 3, block: gated"))
+    init = UnmaskPipeline.from_pretrained(tmp_path / "map" / "pipeline", device="cpu")
+    train("--config", str(config), "--stage", "edit", *base, "--init", str(tmp_path / "map" / "pipeline"),
+          "--new-editor", "--output-dir", str(tmp_path / "gated"))
+    pipe = UnmaskPipeline.from_pretrained(tmp_path / "gated" / "pipeline", device="cpu")
+    assert pipe.edit_generator.unet.config.block == "gated" and init.edit_generator.unet.config.block == "single"
+    kept = init.map_generator.state_dict()
+    assert all(torch.equal(v, kept[k]) for k, v in pipe.map_generator.state_dict().items())
+    assert any("--new-editor" in c for c in pipe.info["commands"])
+    for bad in (["--stage", "edit"], ["--stage", "map", "--init", str(tmp_path / "map" / "pipeline")]):
+        result = train(*bad, *base, "--new-editor", "--output-dir", str(tmp_path / "bad"), check=False)
+        assert result.returncode != 0 and "--new-editor" in result.stderr
+
+
 @pytest.mark.slow
 def test_edit_stage_with_the_loss_on_the_pasted_region_and_rims(tmp_path, faces, vgg):
     folder, _ = faces

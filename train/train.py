@@ -10,7 +10,8 @@ Stages: `map` trains the MapGenerator (cross-entropy + Dice against the target m
 EditGenerator on ground-truth maps with the joint loss and two discriminators trained in alternation;
 `joint` fine-tunes the editor on the map module's predicted maps. Each stage starts from `--init` (a
 pipeline folder or Hub id) when given, and writes a whole pipeline (both modules) to OUTPUT/pipeline and
-the best one by validation to OUTPUT/best.
+the best one by validation to OUTPUT/best. `--new-editor` keeps only the init's map module and starts the editor
+afresh from the config's `edit_model`: another design (e.g. `block: gated`) trained beside a committed map.
 """
 
 import argparse
@@ -71,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output-dir", required=True)
     p.add_argument("--init", help="pipeline to start from (folder or Hub id); the other module is kept as is")
     p.add_argument("--init-revision", help="with a Hub id as --init: the commit sha (or branch, tag) to start from")
+    p.add_argument("--new-editor", action="store_true", help="with --init, --stage edit or joint: start a new editor "
+                   "from the config's edit_model (another design) beside the init's trained map module")
     p.add_argument("--perceptual-weights", help="local safetensors VGG features (default: torchvision VGG-19)")
     p.add_argument("--identity-weights", help="MobileFaceNet safetensors: the identity loss (loss_weights.identity > 0) and the map module's face features (map_model.face_features)")
     p.add_argument("--resume", nargs="?", const="latest", help="resume from the latest checkpoint, or from PATH")
@@ -83,6 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--streaming reads a built dataset: give --dataset DIR_OR_ID")
     if args.init_revision and not args.init:
         p.error("--init-revision pins a Hub model: give --init org/name too")
+    if args.new_editor and (not args.init or args.stage == "map"):
+        p.error("--new-editor pairs a new editor with a trained map module: give --init and --stage edit or joint")
     return args
 
 
@@ -145,6 +150,8 @@ def build_models(cfg: TrainConfig, args: argparse.Namespace) -> tuple[MapGenerat
                 sys.exit(f"error: --init {args.init} works at {module.unet.config.image_size} px, the config at {cfg.image_size}")
         growth = start.map_growth if cfg.map_growth is None else cfg.map_growth
         map_gen, edit_gen, info = start.map_generator, start.edit_generator, dict(start.info)
+        if args.new_editor:
+            edit_gen = EditGenerator(image_size=cfg.image_size, **cfg.edit_model)
         stages = {"refiner": start.refiner, "landmark_refiner": start.landmark_refiner}
         add_features = args.stage == "map" and cfg.map_model.get("face_features") and map_gen.face_trunk is None
     else:
