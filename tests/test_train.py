@@ -224,6 +224,21 @@ def test_new_editor_of_another_design_beside_an_init_map_module(tmp_path, faces,
         result = train(*bad, *base, "--new-editor", "--output-dir", str(tmp_path / "bad"), check=False)
         assert result.returncode != 0 and "--new-editor" in result.stderr
 
+    # --editor-from: another pipeline's trained editor (here the map run's single-conv one) beside --init's map,
+    # unchanged at learning rate 0, its commands recorded after the init's.
+    train("--stage", "edit", *base, "--init", str(tmp_path / "gated" / "pipeline"), "--editor-from",
+          str(tmp_path / "map" / "pipeline"), "--lr-g", "0", "--output-dir", str(tmp_path / "from"))
+    moved = UnmaskPipeline.from_pretrained(tmp_path / "from" / "pipeline", device="cpu")
+    donor = init.edit_generator.state_dict()
+    assert moved.edit_generator.unet.config.block == "single"
+    assert all(torch.equal(v, donor[k]) for k, v in moved.edit_generator.state_dict().items())
+    assert all(torch.equal(v, kept[k]) for k, v in moved.map_generator.state_dict().items())
+    commands = moved.info["commands"]
+    assert any(c.startswith("# --editor-from") for c in commands) and "--editor-from" in commands[-1]
+    result = train("--stage", "edit", *base, "--editor-from", str(tmp_path / "map" / "pipeline"),
+                   "--output-dir", str(tmp_path / "bad"), check=False)
+    assert result.returncode != 0 and "--editor-from" in result.stderr
+
 
 @pytest.mark.slow
 def test_edit_stage_with_the_loss_on_the_pasted_region_and_rims(tmp_path, faces, vgg):

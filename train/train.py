@@ -11,7 +11,8 @@ EditGenerator on ground-truth maps with the joint loss and two discriminators tr
 `joint` fine-tunes the editor on the map module's predicted maps. Each stage starts from `--init` (a
 pipeline folder or Hub id) when given, and writes a whole pipeline (both modules) to OUTPUT/pipeline and
 the best one by validation to OUTPUT/best. `--new-editor` keeps only the init's map module and starts the editor
-afresh from the config's `edit_model`: another design (e.g. `block: gated`) trained beside a committed map.
+afresh from the config's `edit_model`: another design (e.g. `block: gated`) trained beside a committed map;
+`--editor-from PIPELINE` puts that pipeline's trained editor beside it instead, to go on training it.
 """
 
 import argparse
@@ -74,6 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init-revision", help="with a Hub id as --init: the commit sha (or branch, tag) to start from")
     p.add_argument("--new-editor", action="store_true", help="with --init, --stage edit or joint: start a new editor "
                    "from the config's edit_model (another design) beside the init's trained map module")
+    p.add_argument("--editor-from", metavar="PIPELINE", help="with --init, --stage edit or joint: the editor (design "
+                   "and weights) of this pipeline (folder or Hub id) beside the init's trained map module")
     p.add_argument("--perceptual-weights", help="local safetensors VGG features (default: torchvision VGG-19)")
     p.add_argument("--identity-weights", help="MobileFaceNet safetensors: the identity loss (loss_weights.identity > 0) and the map module's face features (map_model.face_features)")
     p.add_argument("--resume", nargs="?", const="latest", help="resume from the latest checkpoint, or from PATH")
@@ -88,6 +91,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--init-revision pins a Hub model: give --init org/name too")
     if args.new_editor and (not args.init or args.stage == "map"):
         p.error("--new-editor pairs a new editor with a trained map module: give --init and --stage edit or joint")
+    if args.editor_from and (args.new_editor or not args.init or args.stage == "map"):
+        p.error("--editor-from pairs another pipeline's editor with --init's map module: give --init and --stage "
+                "edit or joint, without --new-editor")
     return args
 
 
@@ -150,8 +156,19 @@ def build_models(cfg: TrainConfig, args: argparse.Namespace) -> tuple[MapGenerat
                 sys.exit(f"error: --init {args.init} works at {module.unet.config.image_size} px, the config at {cfg.image_size}")
         growth = start.map_growth if cfg.map_growth is None else cfg.map_growth
         map_gen, edit_gen, info = start.map_generator, start.edit_generator, dict(start.info)
+        # The commands so far trained the init's map module and its editor; the record says where that editor goes.
+        commands = info.get("commands", [])
         if args.new_editor:
             edit_gen = EditGenerator(image_size=cfg.image_size, **cfg.edit_model)
+            info["commands"] = commands + ["# --new-editor: the editor starts afresh below; only the map module above is kept"]
+        elif args.editor_from:
+            donor = UnmaskPipeline.from_pretrained(args.editor_from, device="cpu")
+            if donor.edit_generator.unet.config.image_size != cfg.image_size:
+                sys.exit(f"error: --editor-from {args.editor_from} works at {donor.edit_generator.unet.config.image_size} px, "
+                         f"the config at {cfg.image_size}")
+            edit_gen = donor.edit_generator
+            info["commands"] = commands + [f"# --editor-from {args.editor_from}: the map module above, the editor trained by"] \
+                + donor.info.get("commands", [])
         stages = {"refiner": start.refiner, "landmark_refiner": start.landmark_refiner}
         add_features = args.stage == "map" and cfg.map_model.get("face_features") and map_gen.face_trunk is None
     else:
