@@ -140,7 +140,8 @@ def test_smoke_map_then_edit_through_accelerate_launch(tmp_path, faces, vgg):
 
 @pytest.mark.slow
 def test_resume_matches_uninterrupted_run(tmp_path, faces, vgg):
-    """Resuming from the step-2 checkpoint reaches step 4 with the same counter and optimiser state."""
+    """Resuming from the step-2 checkpoint reaches step 4 with the same counter and optimiser state, and the
+    saved record holds both segments' commands."""
     folder, identities = faces
     run = tmp_path / "full"
     args = ["--stage", "edit", "--faces", str(folder), "--identities", str(identities), "--val-fraction", "0.2",
@@ -164,6 +165,9 @@ def test_resume_matches_uninterrupted_run(tmp_path, faces, vgg):
         assert all(torch.equal(wa[k], wb[k]) for k in wa), name
     state = torch.load(b / "custom_checkpoint_0.pkl", weights_only=True)
     assert state["step"] == 4
+    # the record keeps the first segment's command before the resuming one
+    commands = UnmaskPipeline.from_pretrained(resumed / "pipeline", device="cpu").info["commands"]
+    assert len(commands) == 2 and "--resume" not in commands[0] and commands[1].endswith("--resume")
 
 
 @pytest.mark.slow

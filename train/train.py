@@ -250,7 +250,11 @@ def main(argv: list[str] | None = None) -> None:
 
     ckpt_root = out / "checkpoints"
     per_step = batch_size * cfg.grad_accum * accelerator.num_processes  # samples per optimiser step, all processes
-    run_info = {"stage": args.stage, "config": cfg.to_dict(), "processes": accelerator.num_processes}
+    launcher = "accelerate launch" if "ACCELERATE_MIXED_PRECISION" in os.environ else "python"
+    command = launcher + " train/train.py " + " ".join(sys.argv[1:])
+    # Checkpoints carry the commands so far, so a resumed run's record keeps its earlier segments' commands.
+    run_info = {"stage": args.stage, "config": cfg.to_dict(), "processes": accelerator.num_processes,
+                "commands": init_info.get("commands", []) + [command]}
 
     def check_resume(saved: dict) -> None:
         problems = cfg.resume_conflicts(saved.get("config", {}))
@@ -258,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
             problems.insert(0, f"stage: checkpoint {saved['stage']!r}, now {args.stage!r}")
         if problems:
             raise ValueError("the checkpoint was made with another config; " + "; ".join(problems))
+        if saved.get("commands"):
+            run_info["commands"] = saved["commands"] + [command]
         if args.streaming and saved.get("processes", accelerator.num_processes) != accelerator.num_processes:
             accelerator.print(f"warning: streaming, resumed on {accelerator.num_processes} processes from "
                               f"{saved['processes']}: the stream's position is approximate (rows may repeat)")
@@ -302,9 +308,8 @@ def main(argv: list[str] | None = None) -> None:
             pipeline.edit_generator = module.eval()
         return pipeline
 
-    launcher = "accelerate launch" if "ACCELERATE_MIXED_PRECISION" in os.environ else "python"
     info = {"status": "trained", "stage": args.stage, "data": data_info, "config": args.config,
-            "commands": init_info.get("commands", []) + [launcher + " train/train.py " + " ".join(sys.argv[1:])]}
+            "commands": run_info["commands"]}
     # The mask families the map module saw (benchmarks/real_photos.py marks the others as never seen).
     map_styles = list(cfg.train_styles) if args.stage == "map" else init_info.get("map_training_styles")
     if map_styles:
