@@ -146,14 +146,20 @@ def check_writable(folder: Path) -> None:
         sys.exit(f"error: output folder {folder} is not writable: {e}")
 
 
+def load_start(flag: str, source: str, image_size: int, revision: str | None = None) -> UnmaskPipeline:
+    """A pipeline to start from (`--init`, `--editor-from`), refused unless it works at the config's size."""
+    pipe = UnmaskPipeline.from_pretrained(source, revision=revision, device="cpu")
+    for module in (pipe.map_generator, pipe.edit_generator):
+        if module.unet.config.image_size != image_size:
+            sys.exit(f"error: {flag} {source} works at {module.unet.config.image_size} px, the config at {image_size}")
+    return pipe
+
+
 def build_models(cfg: TrainConfig, args: argparse.Namespace) -> tuple[MapGenerator, EditGenerator, dict, int, dict]:
     """The two modules, the --init pipeline's info, the map growth the saved pipeline will use and the --init
     pipeline's optional stages (`refiner`, `landmark_refiner`), which the saved pipeline keeps."""
     if args.init:
-        start = UnmaskPipeline.from_pretrained(args.init, revision=args.init_revision, device="cpu")
-        for module in (start.map_generator, start.edit_generator):
-            if module.unet.config.image_size != cfg.image_size:
-                sys.exit(f"error: --init {args.init} works at {module.unet.config.image_size} px, the config at {cfg.image_size}")
+        start = load_start("--init", args.init, cfg.image_size, args.init_revision)
         growth = start.map_growth if cfg.map_growth is None else cfg.map_growth
         map_gen, edit_gen, info = start.map_generator, start.edit_generator, dict(start.info)
         # The commands so far trained the init's map module and its editor; the record says where that editor goes.
@@ -162,10 +168,7 @@ def build_models(cfg: TrainConfig, args: argparse.Namespace) -> tuple[MapGenerat
             edit_gen = EditGenerator(image_size=cfg.image_size, **cfg.edit_model)
             info["commands"] = commands + ["# --new-editor: the editor starts afresh below; only the map module above is kept"]
         elif args.editor_from:
-            donor = UnmaskPipeline.from_pretrained(args.editor_from, device="cpu")
-            if donor.edit_generator.unet.config.image_size != cfg.image_size:
-                sys.exit(f"error: --editor-from {args.editor_from} works at {donor.edit_generator.unet.config.image_size} px, "
-                         f"the config at {cfg.image_size}")
+            donor = load_start("--editor-from", args.editor_from, cfg.image_size)
             edit_gen = donor.edit_generator
             info["commands"] = commands + [f"# --editor-from {args.editor_from}: the map module above, the editor trained by"] \
                 + donor.info.get("commands", [])
